@@ -1,0 +1,1 @@
+"""Data: annotation files, feature files, the seconds <-> grid conversion, datasets and the synthetic benchmark."""

@@ -1,0 +1,66 @@
+"""Running a trained detector over videos: one whole video at a time, at its own length.
+
+Produces ActivityNet result entries (seconds) and, for annotated splits, the mAP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..data.build import load_split, make_dataset
+from ..data.grid import FeatureGrid
+from ..evaluation import MapResult, evaluate_map
+from ..evaluation.map import load_json
+from .postprocess import PostprocessOptions, postprocess_video, to_results
+
+
+def postprocess_options(cfg: Config) -> PostprocessOptions:
+    t = cfg.test
+    return PostprocessOptions(score_threshold=t.score_threshold, pre_nms_topk=t.pre_nms_topk,
+                              min_segment_length=t.min_segment_length, nms_sigma=t.nms_sigma,
+                              voting_iou=t.voting_iou, max_detections=t.max_detections)
+
+
+@torch.no_grad()
+def detect(model, feats: torch.Tensor, grid: FeatureGrid, duration: float, opts: PostprocessOptions,
+           class_names: list[str], device) -> list[dict]:
+    """One video's features (C, T) -> its result entries, sorted by score."""
+    model.eval()
+    divisor = model.divisor
+    T = feats.shape[-1]
+    padded = -(-T // divisor) * divisor
+    x = torch.zeros(1, feats.shape[0], padded, device=device)
+    x[0, :, :T] = feats.to(device)
+    mask = torch.zeros(1, padded, dtype=torch.bool, device=device)
+    mask[0, :T] = True
+    scores, segments = model.predict(x, mask)[0]
+    detections = postprocess_video([s.float().cpu() for s in scores], [s.float().cpu() for s in segments], opts)
+    return to_results(detections, grid, duration, class_names)
+
+
+def predict_dataset(model, dataset, opts: PostprocessOptions, class_names: list[str], device,
+                    progress: bool = True) -> dict[str, list[dict]]:
+    results = {}
+    for i in tqdm(range(len(dataset)), desc="inference", disable=not progress, leave=False, dynamic_ncols=True):
+        sample = dataset[i]
+        results[sample.video_id] = detect(model, sample.feats, sample.grid, sample.duration, opts, class_names, device)
+    return results
+
+
+@dataclass
+class SplitResult:
+    results: dict[str, list[dict]]  # video id -> ActivityNet result entries
+    metrics: MapResult
+
+
+def evaluate_split(cfg: Config, model, subset: str, class_names: list[str], device, progress: bool = True) -> SplitResult:
+    split = load_split(cfg, subset)
+    dataset = make_dataset(cfg, split, training=False)
+    results = predict_dataset(model, dataset, postprocess_options(cfg), class_names, device, progress)
+    gt = load_json(cfg.dataset.annotation_file, "annotation file")
+    metrics = evaluate_map(gt, {"results": results}, subset, cfg.test.tiou_thresholds)
+    return SplitResult(results, metrics)

@@ -1,0 +1,152 @@
+"""The detector: encoder -> per-level decoder -> loss (training) or decoded scores and segments (inference).
+
+Shapes: B batch, C input channels, T input steps, P points over all levels, K classes.
+The detector owns what every encoder/decoder pair shares: running heads over levels, label assignment,
+the loss and its normaliser, and decoding distances into segments on the feature grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .assigner import Points, Targets, assign, make_points
+from .cltdr import LevelOutputs, refine_distances, refined_log_prob
+from .losses import distance_iou, iou_loss, varifocal_loss
+
+
+@dataclass
+class Outputs:
+    """Decoder outputs of all levels, concatenated along points (see :class:`LevelOutputs`)."""
+
+    cls_logits: Tensor  # (B, P, K)
+    refine_logits: Tensor  # (B, P, K)
+    distances: Tensor  # (B, P, K, 2) coarse, in strides
+    refine_offsets: Tensor  # (B, P, 2)
+    mask: Tensor  # (B, P) valid points
+    points: Points
+    level_sizes: list[int]  # points per level
+
+    @property
+    def refined_distances(self) -> Tensor:
+        return refine_distances(self.distances, self.refine_offsets)
+
+    @property
+    def refined_log_prob(self) -> Tensor:
+        return refined_log_prob(self.cls_logits, self.refine_logits)
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    reg_loss: str = "diou"
+    vfl_alpha: float = 0.75
+    vfl_gamma: float = 2.0
+    refined_weight: float = 0.7
+    normalizer: str = "positives"
+    normalizer_momentum: float = 0.9
+    normalizer_init: float = 100.0
+    center_radius: float = 1.5
+
+
+class Detector(nn.Module):
+    def __init__(self, *, encoder: nn.Module, decoder: nn.Module, num_classes: int,
+                 level_ranges: Sequence[tuple[float, float]], loss: LossOptions = LossOptions()):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.num_classes = num_classes
+        self.num_levels = len(level_ranges)
+        self.level_ranges = [tuple(r) for r in level_ranges]
+        self.loss_opts = loss
+        # Running positive count (OpenTAD keeps it as a buffer, so checkpoints carry it).
+        self.register_buffer("loss_normalizer", torch.tensor(float(loss.normalizer_init)))
+
+    @property
+    def divisor(self) -> int:
+        return 2 ** (self.num_levels - 1)
+
+    def forward(self, feats: Tensor, mask: Tensor) -> Outputs:
+        """feats (B, C, T) with mask (B, T); T must be a multiple of :attr:`divisor`."""
+        if feats.shape[-1] % self.divisor:
+            raise ValueError(f"input length {feats.shape[-1]} is not a multiple of {self.divisor}")
+        pyramid, masks = self.encoder(feats, mask)
+        levels: list[LevelOutputs] = self.decoder(pyramid, masks)
+        sizes = [m.shape[1] for m in masks]
+        return Outputs(
+            cls_logits=torch.cat([o.cls_logits for o in levels], 1),
+            refine_logits=torch.cat([o.refine_logits for o in levels], 1),
+            distances=torch.cat([o.distances for o in levels], 1),
+            refine_offsets=torch.cat([o.refine_offsets for o in levels], 1),
+            mask=torch.cat(masks, 1),
+            points=make_points(sizes, self.level_ranges, feats.device),
+            level_sizes=sizes,
+        )
+
+    # ----------------------------------------------------------------------------------------- training
+    def targets(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> Targets:
+        per_video = [assign(out.points, s.to(out.mask.device), l.to(out.mask.device), self.num_classes,
+                            self.loss_opts.center_radius) for s, l in zip(segments, labels)]
+        return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, 2), (B, P)
+
+    def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
+        """Eq. 13 on the refined outputs, mixed with the same loss on the coarse ones (released code)."""
+        out = self(feats, mask)
+        tgt = self.targets(out, segments, labels)
+        positive = tgt.positive & out.mask  # (B, P)
+        num_pos = positive.sum()
+        if self.training:
+            m = self.loss_opts.normalizer_momentum
+            self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos.item(), 1))
+        w = self.loss_opts.refined_weight
+        refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, positive, out.mask)
+        coarse = self._loss_terms(torch.nn.functional.logsigmoid(out.cls_logits), out.distances, tgt, positive, out.mask)
+        losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
+        losses["loss"] = losses["cls_loss"] + losses["reg_loss"]
+        losses["num_pos"] = num_pos.detach().float()
+        return losses
+
+    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, positive: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        """VFL over valid points (positives target the tIoU of their predicted segment) and IoU loss on positives."""
+        o = self.loss_opts
+        pos_dist = dist[positive]  # (N, K, 2)
+        pos_reg = tgt.reg[positive]  # (N, 2)
+        iou = distance_iou(pos_dist, pos_reg[:, None, :]).detach()  # (N, K)
+        q = torch.zeros_like(log_p)
+        q[positive] = tgt.cls[positive] * iou
+        vfl = varifocal_loss(log_p, q, o.vfl_alpha, o.vfl_gamma).sum(-1) * valid  # (B, P)
+        chosen = pos_dist[torch.arange(pos_dist.shape[0], device=dist.device), tgt.label[positive]]  # (N, 2)
+        reg = iou_loss(chosen, pos_reg, o.reg_loss)  # (N,)
+        if o.normalizer == "paper":
+            # Eq. 13 literally: positives' VFL weighted by their tIoU, over N_pos; negatives over N_neg.
+            n_pos = positive.sum().clamp(min=1)
+            n_neg = (valid & ~positive).sum().clamp(min=1)
+            sigma = iou.gather(1, tgt.label[positive][:, None]).squeeze(1)
+            cls = (sigma * vfl[positive]).sum() / n_pos + vfl[valid & ~positive].sum() / n_neg
+            return {"cls_loss": cls, "reg_loss": reg.sum() / n_pos}
+        return {"cls_loss": vfl.sum() / self.loss_normalizer, "reg_loss": reg.sum() / self.loss_normalizer}
+
+    # ---------------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict(self, feats: Tensor, mask: Tensor) -> list[tuple[list[Tensor], list[Tensor]]]:
+        """Per video, per level: refined scores (T_l, K) and class-wise segments (T_l, K, 2) in grid steps.
+
+        Only each video's valid steps are returned, so padding never reaches post-processing.
+        """
+        out = self(feats, mask)
+        scores = out.refined_log_prob.exp()  # (B, P, K)
+        d = out.refined_distances * out.points.stride[None, :, None, None]  # (B, P, K, 2) in grid steps
+        pos = out.points.position[None, :, None]
+        segs = torch.stack([pos - d[..., 0], pos + d[..., 1]], -1)
+        results = []
+        for b in range(feats.shape[0]):
+            level_scores, level_segs = [], []
+            for sc, sg, m in zip(scores[b].split(out.level_sizes), segs[b].split(out.level_sizes),
+                                 out.mask[b].split(out.level_sizes)):
+                n = int(m.sum())
+                level_scores.append(sc[:n])
+                level_segs.append(sg[:n])
+            results.append((level_scores, level_segs))
+        return results

@@ -1,0 +1,95 @@
+"""Masked building blocks shared by the encoder and the heads.
+
+Shapes: B batch, C channels, T time steps. Features are (B, C, T); masks are (B, T) bool, True on valid steps.
+Every block returns zeros on padded steps, so that a video's output never depends on its batch's padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def downsample_mask(mask: Tensor, stride: int) -> Tensor:
+    """(B, T) -> (B, ceil(T / stride)): a coarse step is valid when the fine step it is centred on is."""
+    return mask[:, ::stride] if stride > 1 else mask
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over valid steps: (B, C, T), (B, T) -> (B, C)."""
+    m = mask.unsqueeze(1).to(x.dtype)
+    return (x * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+
+
+class MaskedConv1d(nn.Conv1d):
+    """Conv1d with 'same' padding whose output is zeroed on padded steps.
+
+    Padded inputs are zero, exactly what the conv's own zero padding sees at the end of a video that is not
+    padded, so valid outputs are padding-invariant. Returns the output and the (possibly strided) mask.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                         groups=groups, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        out_mask = downsample_mask(mask, self.stride[0])
+        return super().forward(x) * out_mask.unsqueeze(1).to(x.dtype), out_mask
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over channels of a (B, C, T) tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch for a whole sample with probability ``p`` in training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def masked_max_pool(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Max-pool (k=3, s=2, p=1) that never takes a padded step: (B, C, T) -> (B, C, ceil(T/2))."""
+    out_mask = downsample_mask(mask, 2)
+    x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    out = F.max_pool1d(x, kernel_size=3, stride=2, padding=1)
+    return out.masked_fill(~out_mask.unsqueeze(1), 0.0), out_mask
+
+
+class ConvTower(nn.Module):
+    """``num_layers`` masked convs; LayerNorm + ReLU after all but the last, which predicts ``out_channels``.
+
+    Every head of the decoder is one of these (classification, Trident centre / start / end branches,
+    refinement), so they differ only in widths and the initial bias.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, *, num_layers: int = 3,
+                 kernel_size: int = 3, prior_prob: float | None = None):
+        super().__init__()
+        widths = [in_channels] + [hidden] * (num_layers - 1)
+        self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])
+        self.norms = nn.ModuleList(ChannelLayerNorm(hidden) for _ in widths[:-1])
+        self.out = MaskedConv1d(widths[-1], out_channels, kernel_size)
+        if prior_prob is not None:
+            # Start every step at foreground probability prior_prob, as in focal-loss detectors.
+            nn.init.constant_(self.out.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        m = mask.unsqueeze(1).to(x.dtype)
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x, mask)[0])) * m
+        return self.out(x, mask)[0]

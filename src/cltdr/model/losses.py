@@ -1,0 +1,56 @@
+"""Losses of eq. 13: varifocal loss on classification, IoU-family loss on boundaries.
+
+Shapes: N positives, K classes. Boundaries are distances (to start, to end) from the same point, so a
+segment is [-d_start, d_end]; distances may be negative after refinement.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def varifocal_loss(log_p: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:
+    """Element-wise varifocal loss (Zhang et al. 2021) from log-probabilities.
+
+        q > 0:  -q * (q * log p + (1 - q) * log(1 - p))        q = 0:  -alpha * p^gamma * log(1 - p)
+
+    Taking log p (not p) keeps the refined score sqrt(a * R) stable when it is tiny.
+    """
+    log_p = log_p.clamp(max=-1e-7)
+    p = log_p.exp()
+    log_1mp = torch.log(-torch.expm1(log_p))
+    pos = -target * (target * log_p + (1 - target) * log_1mp)
+    neg = -alpha * p.pow(gamma) * log_1mp
+    return torch.where(target > 0, pos, neg)
+
+
+def _as_segments(d: Tensor) -> tuple[Tensor, Tensor]:
+    return -d[..., 0], d[..., 1]
+
+
+def distance_iou(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """tIoU of segments given as distances from one point: (..., 2) x (..., 2) -> (...)."""
+    ps, pe = _as_segments(pred)
+    ts, te = _as_segments(target)
+    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
+    union = (pe - ps).clamp(min=0) + (te - ts) - inter
+    return inter / union.clamp(min=eps)
+
+
+def iou_loss(pred: Tensor, target: Tensor, kind: str = "diou", eps: float = 1e-6) -> Tensor:
+    """1 - IoU, GIoU (minus the enclosing gap share) or DIoU (minus squared centre distance over enclosure)."""
+    iou = distance_iou(pred, target, eps)
+    if kind == "iou":
+        return 1 - iou
+    ps, pe = _as_segments(pred)
+    ts, te = _as_segments(target)
+    enclose = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=eps)
+    if kind == "giou":
+        inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
+        union = (pe - ps).clamp(min=0) + (te - ts) - inter
+        return 1 - iou + (enclose - union) / enclose
+    if kind == "diou":
+        center_gap = 0.5 * ((ps + pe) - (ts + te))
+        return 1 - iou + (center_gap / enclose) ** 2
+    raise ValueError(f"unknown IoU loss kind {kind!r}; expected 'iou', 'giou' or 'diou'")

@@ -1,0 +1,130 @@
+"""Config validation, the schedule, EMA and atomic checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from cltdr.config import config_from_dict, load_config
+from cltdr.errors import CheckpointError, ConfigError
+from cltdr.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from cltdr.training.ema import ModelEMA
+from cltdr.training.schedule import warmup_cosine
+from cltdr.utils.io import atomic_write
+
+BASE = {"dataset": {"annotation_file": "a.json", "feat_dir": "f"}}
+
+
+def test_defaults_are_the_thumos_i3d_setting():
+    cfg = config_from_dict(BASE)
+    assert cfg.model.embed_dim == 512 and cfg.model.num_levels == 6 and cfg.model.num_bins == 16
+    assert cfg.model.level_ranges() == [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, math.inf)]
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs, cfg.train.warmup_epochs) == (1e-4, 2, 40, 20)
+    assert cfg.train.weight_decay == 0.035 and cfg.train.clip_grad_norm == 1.0
+    assert cfg.test.tiou_thresholds == [0.3, 0.4, 0.5, 0.6, 0.7]
+    assert cfg.divisor == 32
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: {annotation_file: a, feat_dir: f}\nmodel: {embed_dims: 3}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*\n.*unknown key 'model\.embed_dims'"):
+        load_config(path)
+
+
+def test_wrong_type_and_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: {annotation_file: a, feat_dir: f}\ntrain: {lr: fast, batch_size: 0}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "train.lr" in str(e.value) and "'fast'" in str(e.value) and "train.batch_size" in str(e.value)
+
+
+def test_missing_file_bad_yaml_and_missing_key(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("dataset: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "m.yaml").write_text("dataset: {feat_dir: f}\n")
+    with pytest.raises(ConfigError, match="missing key 'dataset.annotation_file'"):
+        load_config(tmp_path / "m.yaml")
+
+
+def test_overrides_are_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: {annotation_file: a, feat_dir: f}\n")
+    cfg = load_config(path, ["train.lr=2e-4", "test.tiou_thresholds=[0.5, 0.75]", "dataset.val_subset=null"])
+    assert cfg.train.lr == 2e-4 and cfg.test.tiou_thresholds == [0.5, 0.75]
+    with pytest.raises(ConfigError, match="unknown key 'train.lrr'"):
+        load_config(path, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(path, ["train.lr"])
+
+
+def test_pyramid_longer_than_crop_is_rejected():
+    with pytest.raises(ConfigError, match="max_seq_len=16.*32"):
+        config_from_dict({"dataset": {**BASE["dataset"], "max_seq_len": 16}})
+    with pytest.raises(ConfigError, match="regression_range has 2 entries"):
+        config_from_dict({**BASE, "model": {"regression_range": [[0, 4], [4, 1000]]}})
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_warmup_cosine():
+    vals = [warmup_cosine(s, warmup_steps=4, total_steps=12) for s in range(13)]
+    assert vals[:4] == [0.25, 0.5, 0.75, 1.0]
+    for s in range(4, 13):  # cosine from 1 to 0 over the 8 steps after warm-up
+        assert abs(vals[s] - 0.5 * (1 + math.cos(math.pi * (s - 4) / 8))) < 1e-12
+    assert vals[12] < 1e-12
+
+
+def test_ema_update():
+    model = torch.nn.Linear(2, 1)
+    ema = ModelEMA(model, decay=0.9)
+    before = ema.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, {"epoch": 3, "model": {"w": torch.ones(2)}})
+    assert load_checkpoint(path)["epoch"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left behind
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a cltdr checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_interrupted_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+
+    def fail(f):
+        f.write("partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, fail)
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_checkpoint_from_another_config_names_the_keys():
+    a = config_from_dict(BASE).model_dump(mode="json")
+    b = config_from_dict({**BASE, "model": {"embed_dim": 256, "num_bins": 12}}).model_dump(mode="json")
+    with pytest.raises(CheckpointError) as e:
+        check_compatible(a, b, "run/last.pt")
+    assert "model.embed_dim: checkpoint has 512, config has 256" in str(e.value)
+    assert "model.num_bins" in str(e.value) and "run/last.pt" in str(e.value)
+    check_compatible(a, config_from_dict({**BASE, "train": {"lr": 1.0}}).model_dump(mode="json"), "x")

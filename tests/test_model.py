@@ -1,0 +1,227 @@
+"""The paper's equations, each against an independent computation, and masking of every block."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cltdr.config import config_from_dict
+from cltdr.model import build_detector, count_parameters
+from cltdr.model.cltdr import CLTDRDecoder, CrossLevelAttention, downsample, refine_distances, refined_log_prob, upsample
+from cltdr.model.gmg import GlobalFilter, GMGBlock, GMGEncoder, masked_group_norm
+from cltdr.model.layers import masked_max_pool
+from cltdr.model.trident import trident_distances
+
+torch.manual_seed(0)
+
+
+def _mask(lengths, T):
+    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def small_cfg(**model):
+    return config_from_dict({
+        "dataset": {"annotation_file": "a.json", "feat_dir": "f", "input_dim": 12, "max_seq_len": 64},
+        "model": {"embed_dim": 16, "num_levels": 4, "ffn_dim": 24, "head_dim": 16, "num_bins": 4,
+                  "drop_path": 0.0, **model},
+    })
+
+
+# ------------------------------------------------------------------------------------------ GMG (eqs. 1-4)
+def test_global_filter_matches_explicit_dft():
+    """Eqs. 1-3 with an explicit DFT matrix: X_f = F x, W = Conv(ReLU(Conv([Re X_f, Im X_f]))), IDFT(X_f * W)."""
+    D, T = 3, 10
+    gf = GlobalFilter(D)
+    x = torch.randn(1, D, T, dtype=torch.float64)
+    gf = gf.double()
+    t = np.arange(T)
+    u = np.arange(T // 2 + 1)
+    dft = np.exp(-2j * np.pi * np.outer(t, u) / T) / math.sqrt(T)  # (T, F), orthonormal
+    X = x[0].numpy() @ dft  # (D, F)
+    parts = torch.from_numpy(np.concatenate([X.real, X.imag]))[None]
+    w = gf.conv2(F.relu(gf.conv1(parts)))[0].detach().numpy()
+    Y = X * (w[:D] + 1j * w[D:])
+    # Inverse of a real signal's half spectrum: mirror the conjugate for the missing bins.
+    full = np.zeros((D, T), complex)
+    full[:, : T // 2 + 1] = Y
+    full[:, T // 2 + 1:] = np.conj(Y[:, 1: (T + 1) // 2][:, ::-1])
+    # irfft ignores the imaginary part of the DC (and Nyquist) bins; so does this reference.
+    full[:, 0] = full[:, 0].real
+    if T % 2 == 0:
+        full[:, T // 2] = full[:, T // 2].real
+    ref = (full @ np.exp(2j * np.pi * np.outer(np.arange(T), np.arange(T)) / T).T).real / math.sqrt(T)
+    out = gf.filter(x)[0].detach().numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-10)
+
+
+def test_gmg_fusion_is_eq4():
+    block = GMGBlock(8, 16, drop_path=0.0).eval()
+    x = torch.randn(2, 8, 12)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    h = block.norm(x)
+    f_local = F.conv1d(h, block.local.weight, block.local.bias, padding=1, groups=8)
+    f_instant = F.conv1d(h, block.instant.weight, block.instant.bias)
+    f_global = block.global_filter.filter(h)
+    f = x + F.relu(f_local) * f_instant + F.relu(f_global) * f_local + f_global
+    expected = f + block.ffn(F.group_norm(f, block.ffn_norm.num_groups, block.ffn_norm.weight, block.ffn_norm.bias))
+    torch.testing.assert_close(block(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_group_norm_equals_group_norm_on_the_valid_part():
+    norm = torch.nn.GroupNorm(4, 8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 8, 10)
+    mask = _mask([10, 6], 10)
+    out = masked_group_norm(norm, x, mask)
+    torch.testing.assert_close(out[1, :, :6], norm(x[1:, :, :6])[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[0], norm(x[:1])[0], atol=1e-5, rtol=1e-5)
+    assert out[1, :, 6:].abs().max() == 0
+
+
+def test_masked_max_pool_never_takes_padding():
+    x = -torch.rand(1, 2, 8) - 1.0  # all valid values negative: a padded zero would win an unmasked max
+    mask = _mask([5], 8)
+    out, m = masked_max_pool(x * mask[:, None], mask)
+    ref = torch.stack([x[0, :, max(0, 2 * t - 1): min(5, 2 * t + 2)].max(-1).values for t in range(3)], -1)
+    torch.testing.assert_close(out[0, :, :3], ref)
+    assert m.tolist() == [[True, True, True, False]]
+    assert out[0, :, 3].abs().max() == 0
+
+
+def test_encoder_pyramid_shapes_and_strides():
+    enc = GMGEncoder(12, 16, 4, ffn_dim=24, drop_path=0.0)
+    feats, masks = enc(torch.randn(2, 12, 64), _mask([64, 40], 64))
+    assert [f.shape[-1] for f in feats] == [64, 32, 16, 8]
+    assert [int(m[1].sum()) for m in masks] == [40, 20, 10, 5]
+    assert all(f.shape[1] == 16 for f in feats)
+
+
+# ----------------------------------------------------------------------------------------- CLTDR (eqs. 5-12)
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_cross_level_attention_is_eqs_5_to_8(direction):
+    D, T = 6, 8
+    resample = upsample(D) if direction == "up" else downsample(D)
+    mod = CrossLevelAttention(D, resample)
+    p = torch.randn(2, D, T)
+    other = torch.randn(2, D, T // 2 if direction == "up" else 2 * T)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    f_n = resample(other)
+    f_l = F.conv1d(p, mod.conv.weight, mod.conv.bias, padding=1)
+    gap = F.relu(f_n + f_l).mean(-1)  # GAP over time
+    w = torch.sigmoid(gap @ mod.fc.weight.T + mod.fc.bias)[:, :, None]
+    torch.testing.assert_close(mod(p, mask, other), p + f_n * w)
+    assert mod(p, mask, None) is p  # missing neighbour level: term left out
+
+
+def test_cross_level_attention_gap_ignores_padding():
+    D, T = 4, 8
+    mod = CrossLevelAttention(D, upsample(D))
+    p = torch.randn(1, D, T)
+    mask = _mask([5], T)
+    p = p * mask[:, None]
+    other = torch.randn(1, D, T // 2) * _mask([3], T // 2)[:, None]
+    out = mod(p, mask, other)
+    f_n = mod.resample(other) * mask[:, None]
+    f_l = mod.conv(p, mask)[0]
+    gap = F.relu(f_n + f_l)[..., :5].mean(-1)
+    w = torch.sigmoid(mod.fc(gap))[:, :, None]
+    torch.testing.assert_close(out[..., :5], (p + f_n * w)[..., :5])
+
+
+def test_clff_is_eq9():
+    dec = CLTDRDecoder(6, 3, head_dim=8, num_bins=2)
+    p, finer, coarser = torch.randn(1, 6, 8), torch.randn(1, 6, 16), torch.randn(1, 6, 4)
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    down = F.conv1d(finer, dec.clff_down.weight, dec.clff_down.bias, stride=2, padding=1, groups=6)  # depth-wise
+    up = F.conv_transpose1d(coarser, dec.clff_up.weight, dec.clff_up.bias, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(dec.clff(p, mask, finer, coarser), down + p + up)
+    torch.testing.assert_close(dec.clff(p, mask, None, coarser), p + up)
+    torch.testing.assert_close(dec.clff(p, mask, finer, None), down + p)
+
+
+def test_refined_score_is_eq10():
+    a, r = torch.randn(50), torch.randn(50)
+    expected = torch.sqrt(torch.sigmoid(a) * torch.sigmoid(r))
+    torch.testing.assert_close(refined_log_prob(a, r).exp(), expected)
+    # stable where the probabilities underflow
+    assert torch.isfinite(refined_log_prob(torch.tensor([-200.0]), torch.tensor([-200.0]))).all()
+
+
+def test_refined_boundaries_are_eqs_11_12():
+    d = torch.rand(2, 5, 3, 2) * 4  # (B, T, K, 2)
+    off = torch.randn(2, 5, 2)
+    t = torch.arange(5.0)[None, :, None]
+    start, end = t - d[..., 0], t + d[..., 1]
+    r = refine_distances(d, off)
+    torch.testing.assert_close(t - r[..., 0], start + off[:, :, None, 0])  # s' = s + R_so
+    torch.testing.assert_close(t + r[..., 1], end + off[:, :, None, 1])  # e' = e + R_eo
+
+
+def test_trident_expectation_against_loop():
+    B, K, T, nb = 2, 3, 7, 4
+    center = torch.randn(B, 2, nb + 1, T)
+    start, end = torch.randn(B, K, T), torch.randn(B, K, T)
+    out = trident_distances(center, start, end, nb)
+    ref = torch.zeros(B, T, K, 2)
+    for b in range(B):
+        for k in range(K):
+            for t in range(T):
+                # start: neighbours t-nb..t at distances nb..0; outside the sequence the logit is 0
+                ls = [start[b, k, t - nb + j] if t - nb + j >= 0 else torch.tensor(0.0) for j in range(nb + 1)]
+                ps = torch.softmax(torch.stack(ls) + center[b, 0, :, t], 0)
+                ref[b, t, k, 0] = sum(ps[j] * (nb - j) for j in range(nb + 1))
+                le = [end[b, k, t + j] if t + j < T else torch.tensor(0.0) for j in range(nb + 1)]
+                pe = torch.softmax(torch.stack(le) + center[b, 1, :, t], 0)
+                ref[b, t, k, 1] = sum(pe[j] * j for j in range(nb + 1))
+    torch.testing.assert_close(out, ref)
+
+
+# ------------------------------------------------------------------------------------------- whole model
+def test_padding_invariance_of_the_detector():
+    """The same video alone (padded to its own divisor multiple) and in a longer padded batch: same outputs."""
+    cfg = small_cfg()
+    model = build_detector(cfg, 5).eval()
+    x = torch.randn(2, 12, 64)
+    mask = _mask([64, 37], 64)
+    x = x * mask[:, None]
+    batch = model.predict(x, mask)[1]
+    alone = model.predict(x[1:, :, :40], mask[1:, :40])[0]
+    for a, b in zip(alone[0] + alone[1], batch[0] + batch[1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the loss of a batch does not depend on the padding either
+    model.train()
+    segs, labels = [torch.tensor([[3.0, 20.0]])], [torch.tensor([2])]
+    normalizer = model.loss_normalizer.clone()
+    torch.manual_seed(1)
+    l1 = model.loss(x[1:, :, :40], mask[1:, :40], segs, labels)
+    model.loss_normalizer.copy_(normalizer)
+    torch.manual_seed(1)
+    l2 = model.loss(x[1:], mask[1:], segs, labels)
+    torch.testing.assert_close(l1["cls_loss"], l2["cls_loss"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(l1["reg_loss"], l2["reg_loss"], atol=1e-5, rtol=1e-4)
+
+
+def test_detector_trains_a_step_and_counts_parameters():
+    model = build_detector(small_cfg(), 5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(2, 12, 64)
+    mask = _mask([64, 50], 64)
+    segs = [torch.tensor([[3.0, 20.0], [30.0, 60.0]]), torch.tensor([[10.0, 12.0]])]
+    labels = [torch.tensor([0, 4]), torch.tensor([1])]
+    losses = model.loss(x, mask, segs, labels)
+    assert losses["num_pos"] > 0 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    opt.step()
+    assert count_parameters(model) > 0
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad), "unused parameters"
+
+
+def test_thumos_model_size():
+    cfg = config_from_dict({"dataset": {"annotation_file": "a", "feat_dir": "f"}})
+    n = count_parameters(build_detector(cfg, 20))
+    assert 15e6 < n < 30e6  # paper: 17.6 M, released code: 21.9 M (see README)
