@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/cltdr demo --out $(DEMO_OUT)
 
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/bench_model.py

@@ -108,24 +108,51 @@ class CLTDRDecoder(nn.Module):
             out = out + self.clff_up(coarser)
         return out * mask.unsqueeze(1).to(p.dtype)
 
-    def forward_level(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None) -> LevelOutputs:
-        f_cls = self.dcm(p, mask, coarser)
-        f_reg = self.drm(p, mask, finer)
-        cls_logits = self.cls_head(f_cls, mask)  # (B, K, T)
-        B, _, T = p.shape
-        center = self.center_head(f_reg, mask).view(B, 2, self.num_bins + 1, T)
-        distances = trident_distances(center, self.start_head(f_reg, mask), self.end_head(f_reg, mask), self.num_bins)
-        f_c = self.clff(p, mask, finer, coarser)
-        return LevelOutputs(
-            cls_logits=cls_logits.transpose(1, 2),
-            refine_logits=self.refine_cls(f_c, mask).transpose(1, 2),
-            distances=distances,
-            refine_offsets=self.refine_reg(f_c, mask).transpose(1, 2),
-        )
+    def fuse_level(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None):
+        """The three task features of one level: f_cls (DCM), f_reg (DRM) and f_c (CLFF), each (B, D, T)."""
+        return self.dcm(p, mask, coarser), self.drm(p, mask, finer), self.clff(p, mask, finer, coarser)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
         L = len(feats)
-        return [
-            self.forward_level(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
-            for l in range(L)
-        ]
+        fused = [self.fuse_level(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
+                 for l in range(L)]
+        # The towers share their weights across levels: run each once over all levels laid end to end.
+        mask, sizes = concat_levels(masks, masks)
+        f_cls, f_reg, f_c = (concat_levels([f[i] for f in fused], masks)[0] for i in range(3))
+        B = f_cls.shape[0]
+        heads = {
+            "cls": self.cls_head(f_cls, mask), "center": self.center_head(f_reg, mask),
+            "start": self.start_head(f_reg, mask), "end": self.end_head(f_reg, mask),
+            "refine_cls": self.refine_cls(f_c, mask), "refine_reg": self.refine_reg(f_c, mask),
+        }
+        per_level = {k: split_levels(v, sizes) for k, v in heads.items()}
+        outputs = []
+        for l, T in enumerate(sizes):
+            center = per_level["center"][l].view(B, 2, self.num_bins + 1, T)
+            outputs.append(LevelOutputs(
+                cls_logits=per_level["cls"][l].transpose(1, 2),
+                refine_logits=per_level["refine_cls"][l].transpose(1, 2),
+                distances=trident_distances(center, per_level["start"][l], per_level["end"][l], self.num_bins),
+                refine_offsets=per_level["refine_reg"][l].transpose(1, 2),
+            ))
+        return outputs
+
+
+def concat_levels(feats: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, list[int]]:
+    """Levels (B, *, T_l) laid end to end along time, each followed by one masked-out step: (B, *, sum(T_l + 1)).
+
+    With that gap, a tower of k=3 masked convs over the concatenation equals the tower run on each level:
+    every conv re-zeroes masked steps, so no level ever reads its neighbour's features.
+    """
+    parts = []
+    for f, m in zip(feats, masks):
+        if f.dtype != torch.bool:
+            f = f * m.unsqueeze(1).to(f.dtype)
+        parts += [f, f.new_zeros(*f.shape[:-1], 1)]
+    return torch.cat(parts, -1), [f.shape[-1] for f in feats]
+
+
+def split_levels(x: Tensor, sizes: list[int]) -> list[Tensor]:
+    """Inverse of :func:`concat_levels`: (B, C, sum(T_l + 1)) -> [(B, C, T_l)]."""
+    chunks = x.split([n for T in sizes for n in (T, 1)], dim=-1)
+    return list(chunks[0::2])

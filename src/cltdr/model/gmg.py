@@ -39,29 +39,38 @@ class GlobalFilter(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv1d(2 * dim, 2 * dim, kernel_size, padding=kernel_size // 2, groups=2 * dim)
         self.conv2 = nn.Conv1d(2 * dim, 2 * dim, kernel_size, padding=kernel_size // 2, groups=2 * dim)
+        self.gap = kernel_size // 2
+
+    def filters(self, specs: list[Tensor]) -> list[Tensor]:
+        """W of eq. 2 for spectra of any lengths: [(D, F_b) complex] -> [(D, F_b) complex].
+
+        The spectra are laid end to end along frequency with zero gaps, so one pair of convs serves a whole
+        batch of different lengths (the gaps are re-zeroed between the convs: no spectrum reads another).
+        """
+        parts, keep = [], []
+        for s in specs:
+            ri = torch.cat([s.real, s.imag], 0).to(self.conv1.weight.dtype)  # (2D, F_b)
+            parts += [ri, ri.new_zeros(ri.shape[0], self.gap)]
+            keep += [torch.ones(s.shape[-1], dtype=torch.bool, device=ri.device),
+                     torch.zeros(self.gap, dtype=torch.bool, device=ri.device)]
+        x = torch.cat(parts, -1)[None]  # (1, 2D, sum(F_b + gap))
+        h = F.relu(self.conv1(x)) * torch.cat(keep)
+        w = self.conv2(h)[0].split([n for s in specs for n in (s.shape[-1], self.gap)], -1)[0::2]
+        return [torch.complex(*wi.to(s.real.dtype).chunk(2, dim=0)) for wi, s in zip(w, specs)]
 
     def filter(self, x: Tensor) -> Tensor:
         """Unmasked global filtering of equally long sequences: (B, D, T) -> (B, D, T)."""
-        T = x.shape[-1]
-        # FFTs of half precision need power-of-two lengths: transform in fp32 under autocast.
-        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        spec = torch.fft.rfft(h, dim=-1, norm="ortho")  # (B, D, F) complex
-        parts = torch.cat([spec.real, spec.imag], dim=1).to(self.conv1.weight.dtype)  # (B, 2D, F)
-        w = self.conv2(F.relu(self.conv1(parts))).to(h.dtype)  # (B, 2D, F)
-        w_re, w_im = w.chunk(2, dim=1)
-        out = torch.fft.irfft(spec * torch.complex(w_re, w_im), n=T, dim=-1, norm="ortho")
-        return out.to(x.dtype)
+        return self(x, torch.ones(x.shape[0], x.shape[-1], dtype=torch.bool, device=x.device))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        lengths = mask.sum(-1)  # (B,)
-        if bool((lengths == x.shape[-1]).all()):
-            return self.filter(x)
-        out = torch.zeros_like(x)
-        # Videos of equal valid length share one batched transform; a batch holds few distinct lengths.
-        for n in torch.unique(lengths).tolist():
-            idx = (lengths == n).nonzero(as_tuple=True)[0]
-            out[idx, :, :n] = self.filter(x[idx, :, :n])
-        return out
+        # FFTs of half precision need power-of-two lengths: transform in fp32 under autocast.
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        lengths = mask.sum(-1).tolist()
+        specs = [torch.fft.rfft(h[b, :, :n], dim=-1, norm="ortho") for b, n in enumerate(lengths)]  # (D, F_b)
+        out = torch.zeros_like(h)
+        for b, (n, spec, w) in enumerate(zip(lengths, specs, self.filters(specs))):
+            out[b, :, :n] = torch.fft.irfft(spec * w, n=n, dim=-1, norm="ortho")
+        return out.to(x.dtype)
 
 
 class GMGBlock(nn.Module):

@@ -156,7 +156,7 @@ class Trainer:
             self.scheduler.step()
             if self.ema:
                 self.ema.update(self.model)
-            values = {k: float(v) for k, v in losses.items()}
+            values = {k: v.item() for k, v in losses.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{values['loss']:.3f}")
