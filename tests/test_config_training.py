@@ -128,3 +128,13 @@ def test_checkpoint_from_another_config_names_the_keys():
     assert "model.embed_dim: checkpoint has 512, config has 256" in str(e.value)
     assert "model.num_bins" in str(e.value) and "run/last.pt" in str(e.value)
     check_compatible(a, config_from_dict({**BASE, "train": {"lr": 1.0}}).model_dump(mode="json"), "x")
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "configs").glob("*.yaml")) + [root / "src" / "cltdr" / "configs" / "demo.yaml"]
+    assert len(paths) >= 3
+    for path in paths:
+        load_config(path)

@@ -117,3 +117,12 @@ def test_mismatched_levels_name_the_shapes():
         select_candidates([probs, probs], [segs], PostprocessOptions())
     with pytest.raises(ValueError, match=r"level 0.*\(1, 2\).*\(2, 2\)"):
         select_candidates([probs], [torch.zeros(2, 2)], PostprocessOptions())
+
+
+def test_class_wise_segments_take_the_segment_of_their_class():
+    """A Trident head gives every (step, class) its own boundaries: (T, K, 2) segments."""
+    scores = [torch.tensor([[0.9, 0.8], [0.0, 0.0]])]
+    segments = [torch.tensor([[[0.0, 4.0], [10.0, 20.0]], [[0.0, 1.0], [0.0, 1.0]]])]
+    det = select_candidates(scores, segments, PostprocessOptions())
+    assert det.labels.tolist() == [0, 1]
+    assert det.segments.tolist() == [[0.0, 4.0], [10.0, 20.0]]

@@ -64,6 +64,7 @@ def cmd_test(args) -> None:
 def cmd_detect(args) -> None:
     import torch
 
+    from .data.build import pyramid_name
     from .data.features import load_features
     from .data.grid import FeatureGrid
     from .inference.runner import detect, postprocess_options
@@ -81,8 +82,7 @@ def cmd_detect(args) -> None:
     for path in map(Path, args.features):
         video_id = path.stem
         feats = load_features(path, video_id=video_id, input_dim=cfg.dataset.input_dim, min_length=model.divisor,
-                              min_length_reason=f"the {cfg.model.num_levels}-level pyramid needs at least "
-                              f"{model.divisor} steps")
+                              min_length_reason=pyramid_name(cfg))
         T = feats.shape[0]
         # The last feature ends at frame (T - 1) * stride + num_frames.
         duration = ((T - 1) * grid.feat_stride + grid.num_frames) / grid.fps
@@ -98,8 +98,11 @@ def cmd_evaluate(args) -> None:
     from .evaluation.map import load_json, validate_predictions
     from .utils.io import atomic_write_json
 
-    gt = load_json(args.gt, "ground-truth file")
-    pred = load_json(args.pred, "prediction file")
+    bad = [t for t in args.tiou if not 0 <= t <= 1]
+    if bad:
+        raise CltdrError(f"--tiou: thresholds are tIoU values in [0, 1], got {bad}")
+    gt = load_json(args.gt, "ground-truth")
+    pred = load_json(args.pred, "prediction")
     validate_predictions(pred, str(args.pred))
     metrics = evaluate_map(gt, pred, args.subset, args.tiou)
     _print(metrics.format_table())
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except CltdrError as e:
         print(f"cltdr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `cltdr synth ... | head`: the reader went away, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         hint = f"; continue with `cltdr train ... --out {args.out} --resume`" if args.command == "train" else ""
         print(f"cltdr {args.command}: interrupted{hint}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -136,7 +136,7 @@ class TestConfig(_Section):
     nms_sigma: float = Field(0.5, gt=0, description="Gaussian Soft-NMS sigma.")
     voting_iou: Optional[float] = Field(0.7, gt=0, le=1, description="Score-voting IoU (None: no voting).")
     max_detections: int = Field(2000, ge=1, description="Detections kept per video.")
-    tiou_thresholds: list[float] = Field(
+    tiou_thresholds: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
     )
 

@@ -58,6 +58,8 @@ def _read_database(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise DataError(f"annotation file {path} {what}")
+    if path.stat().st_size == 0:
+        raise DataError(f"annotation file {path} is empty; expected a JSON object with a 'database' mapping")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from ..config import Config
 from .annotations import AnnotationSet, load_annotations, read_class_names
 from .dataset import TALDataset, make_collate
+from .features import feature_path, load_features
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -22,6 +23,11 @@ def load_split(cfg: Config, subset: str) -> AnnotationSet:
                             default_fps=d.default_fps, segment_policy=d.segment_policy)
 
 
+def pyramid_name(cfg: Config) -> str:
+    """What needs a video of at least ``cfg.divisor`` steps, as quoted in a too-short-video error."""
+    return f"the {cfg.model.num_levels}-level pyramid (coarsest stride {cfg.divisor})"
+
+
 def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDataset:
     d = cfg.dataset
     return TALDataset(
@@ -29,10 +35,18 @@ def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDatase
         feat_stride=d.feat_stride, num_frames=d.num_frames, training=training, max_seq_len=d.max_seq_len,
         crop_ratio=d.crop_ratio if training else None, trunc_thresh=d.trunc_thresh,
         noise_std=d.noise_std if training else 0.0, min_length=cfg.divisor,
-        min_length_reason=f"the {cfg.model.num_levels}-level pyramid needs at least {cfg.divisor} steps "
-        "(its coarsest stride)",
+        min_length_reason=pyramid_name(cfg),
         seed=cfg.train.seed,
     )
+
+
+def check_features(dataset: TALDataset) -> None:
+    """Load and validate every feature file of ``dataset`` once (path, shape, channels, values, length), so that
+    a bad file stops a run before its first epoch rather than in the middle of one."""
+    for rec in dataset.videos:
+        path = feature_path(dataset.feat_dir, rec.video_id, dataset.prefix, dataset.ext)
+        load_features(path, video_id=rec.video_id, input_dim=dataset.input_dim, min_length=dataset.min_length,
+                      min_length_reason=dataset.min_length_reason)
 
 
 def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0) -> DataLoader:

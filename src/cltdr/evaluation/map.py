@@ -332,22 +332,22 @@ def _flatten_predictions(obj: Mapping, source: str) -> tuple[list, list, np.ndar
     return [video for video, _ in entries], labels, scores, segments
 
 
-def _database(obj: Mapping) -> Mapping:
-    inner = obj.get("database") if isinstance(obj, Mapping) else None
+def _unwrap(obj: Any, key: str, source: str) -> Mapping:
+    """The inner ``key`` mapping of an ActivityNet file (``database`` or ``results``), or ``obj`` itself."""
+    inner = obj.get(key) if isinstance(obj, Mapping) else None
     if isinstance(inner, Mapping):
         return inner
     if not isinstance(obj, Mapping):
-        raise DataError(f"ground truth: expected a JSON object with a 'database' mapping, got {type(obj).__name__}")
+        raise DataError(f"{source}: expected a JSON object with a '{key}' mapping, got {type(obj).__name__}")
     return obj
+
+
+def _database(obj: Mapping) -> Mapping:
+    return _unwrap(obj, "database", "ground truth")
 
 
 def _results(obj: Mapping, source: str) -> Mapping:
-    inner = obj.get("results") if isinstance(obj, Mapping) else None
-    if isinstance(inner, Mapping):
-        return inner
-    if not isinstance(obj, Mapping):
-        raise DataError(f"{source}: expected a JSON object with a 'results' mapping, got {type(obj).__name__}")
-    return obj
+    return _unwrap(obj, "results", source)
 
 
 def _parse_annotation(ann: Any, where: str) -> tuple[float, float, str]:

@@ -61,6 +61,6 @@ def evaluate_split(cfg: Config, model, subset: str, class_names: list[str], devi
     split = load_split(cfg, subset)
     dataset = make_dataset(cfg, split, training=False)
     results = predict_dataset(model, dataset, postprocess_options(cfg), class_names, device, progress)
-    gt = load_json(cfg.dataset.annotation_file, "annotation file")
+    gt = load_json(cfg.dataset.annotation_file, "annotation")
     metrics = evaluate_map(gt, {"results": results}, subset, cfg.test.tiou_thresholds)
     return SplitResult(results, metrics)

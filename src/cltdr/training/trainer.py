@@ -18,7 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import Config, config_from_dict
-from ..data.build import load_split, make_dataset, make_loader, resolve_paths
+from ..data.build import check_features, load_split, make_dataset, make_loader, resolve_paths
 from ..errors import CltdrError, ConfigError
 from ..model import build_detector
 from ..utils.io import atomic_write_text
@@ -91,6 +91,9 @@ class Trainer:
         self.train_split = load_split(cfg, cfg.dataset.train_subset)
         self.class_names = cfg.dataset.class_names
         self.train_set = make_dataset(cfg, self.train_split, training=True)
+        check_features(self.train_set)  # fail before the first epoch, not in the middle of one
+        if cfg.dataset.val_subset:
+            check_features(make_dataset(cfg, load_split(cfg, cfg.dataset.val_subset), training=False))
         self.model = build_detector(cfg, len(self.class_names)).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr)
