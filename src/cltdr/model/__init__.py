@@ -17,7 +17,7 @@ def build_detector(cfg: Config, num_classes: int) -> Detector:
                          ffn_dim=m.ffn_dim, kernel_size=m.kernel_size, drop_path=m.drop_path)
     decoder = CLTDRDecoder(m.embed_dim, num_classes, head_dim=m.head_dim, head_layers=m.head_layers,
                            num_bins=m.num_bins, kernel_size=m.kernel_size, prior_prob=m.cls_prior_prob)
-    loss = LossOptions(**cfg.loss.model_dump(), center_radius=m.center_sample_radius)
+    loss = LossOptions(**cfg.loss.model_dump(), center_radius=m.center_sample_radius, multi_label=m.multi_label)
     return Detector(encoder=encoder, decoder=decoder, num_classes=num_classes, level_ranges=m.level_ranges(), loss=loss)
 
 

@@ -33,28 +33,32 @@ def make_points(lengths: Sequence[int], ranges: Sequence[tuple[float, float]], d
 
 
 class Targets(NamedTuple):
-    cls: Tensor  # (P, K) 1 for each class a point is positive for (several when equally short actions tie)
-    reg: Tensor  # (P, 2) distances to the assigned action's start and end, in strides; 0 on negatives
-    label: Tensor  # (P,) class of the assigned action (the channel whose boundaries regress it); -1 on negatives
+    cls: Tensor  # (P, K) 1 for each class a point is positive for
+    reg: Tensor  # (P, K, 2) distances to the start and end of each positive class's action, in strides; 0 elsewhere
 
     @property
     def positive(self) -> Tensor:
-        return self.label >= 0
+        """(P,) points positive for at least one class."""
+        return self.cls.any(-1)
 
 
-def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, center_radius: float = 1.5) -> Targets:
+def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, center_radius: float = 1.5,
+           multi_label: bool = False) -> Targets:
     """Assign one video's actions (N, 2) with labels (N,) to the points.
 
-    A point is positive for an action if it lies strictly inside the action, within ``center_radius`` strides of
-    its centre, and the action's larger distance from the point lies in the level's regression range. Where
-    several actions qualify, the shortest wins; actions whose length ties with it (within 1e-3) add their
-    labels too.
+    An action *qualifies* at a point if the point lies strictly inside it, within ``center_radius`` strides of
+    its centre, and the action's larger distance from the point lies in the level's regression range.
+
+    - ``multi_label=False`` (ActionFormer / TriDet): only the shortest qualifying action counts, with actions
+      whose length ties with it (within 1e-3) adding their classes.
+    - ``multi_label=True`` (dense, overlapping labels such as MultiTHUMOS): every class with a qualifying action
+      is positive, each regressing its own shortest qualifying action.
+
+    Either way each positive class of a point regresses an action of that class (the Trident head predicts
+    boundaries per class), so ``reg`` is class-wise.
     """
-    P = points.position.shape[0]
+    P, N = points.position.shape[0], segments.shape[0]
     device = points.position.device
-    if segments.numel() == 0:
-        return Targets(torch.zeros(P, num_classes, device=device), torch.zeros(P, 2, device=device),
-                       torch.full((P,), -1, dtype=torch.long, device=device))
     pos = points.position[:, None]  # (P, 1)
     start, end = segments[None, :, 0], segments[None, :, 1]  # (1, N)
     left, right = pos - start, end - pos  # (P, N)
@@ -65,13 +69,17 @@ def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, c
     max_dist = torch.maximum(left, right)
     in_range = (max_dist >= points.reg_min[:, None]) & (max_dist <= points.reg_max[:, None])
     lengths = (end - start).expand(P, -1).masked_fill(~(inside_center & in_range), math.inf)  # (P, N)
-    min_len, best = lengths.min(dim=1)  # (P,)
-    positive = torch.isfinite(min_len)
-    ties = (lengths <= min_len[:, None] + 1e-3) & torch.isfinite(lengths)  # (P, N)
-    onehot = torch.nn.functional.one_hot(labels.long(), num_classes).to(lengths.dtype)  # (N, K)
-    cls = (ties.to(onehot.dtype) @ onehot).clamp(max=1.0)
-    idx = torch.arange(P, device=device)
-    reg = torch.stack([left[idx, best], right[idx, best]], -1) / points.stride[:, None]
-    reg = reg * positive[:, None]
-    label = torch.where(positive, labels.long()[best], torch.full_like(best, -1))
-    return Targets(cls, reg, label)
+    if not multi_label and N:
+        shortest = lengths.min(dim=1, keepdim=True).values  # (P, 1)
+        lengths = lengths.masked_fill(lengths > shortest + 1e-3, math.inf)
+    # Per (point, class): the shortest qualifying action of that class, first in file order on ties.
+    lab = labels.long()[None].expand(P, -1)  # (P, N)
+    best_len = torch.full((P, num_classes), math.inf, device=device).scatter_reduce(1, lab, lengths, "amin")
+    is_best = torch.isfinite(lengths) & (lengths == best_len.gather(1, lab))  # (P, N)
+    n_idx = torch.where(is_best, torch.arange(N, device=device)[None], torch.full_like(lab, N))
+    best = torch.full((P, num_classes), N, device=device).scatter_reduce(1, lab, n_idx, "amin")  # (P, K)
+    cls = best < N  # (P, K)
+    pad = torch.zeros(P, 1, device=device)
+    dist = torch.stack([torch.cat([left, pad], 1).gather(1, best), torch.cat([right, pad], 1).gather(1, best)], -1)
+    reg = dist / points.stride[:, None, None] * cls[..., None]  # (P, K, 2)
+    return Targets(cls.to(pos.dtype), reg)

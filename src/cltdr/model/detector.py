@@ -49,6 +49,7 @@ class LossOptions:
     normalizer_momentum: float = 0.9
     normalizer_init: float = 100.0
     center_radius: float = 1.5
+    multi_label: bool = False
 
 
 class Detector(nn.Module):
@@ -87,9 +88,10 @@ class Detector(nn.Module):
 
     # ----------------------------------------------------------------------------------------- training
     def targets(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> Targets:
-        per_video = [assign(out.points, s.to(out.mask.device), l.to(out.mask.device), self.num_classes,
-                            self.loss_opts.center_radius) for s, l in zip(segments, labels)]
-        return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, 2), (B, P)
+        device = out.mask.device
+        per_video = [assign(out.points, s.to(device), l.to(device), self.num_classes, self.loss_opts.center_radius,
+                            self.loss_opts.multi_label) for s, l in zip(segments, labels)]
+        return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, K, 2)
 
     def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
         """Eq. 13 on the refined outputs, mixed with the same loss on the coarse ones (released code)."""
@@ -101,29 +103,33 @@ class Detector(nn.Module):
             m = self.loss_opts.normalizer_momentum
             self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos.item(), 1))
         w = self.loss_opts.refined_weight
-        refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, positive, out.mask)
-        coarse = self._loss_terms(torch.nn.functional.logsigmoid(out.cls_logits), out.distances, tgt, positive, out.mask)
+        refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask)
+        coarse = self._loss_terms(torch.nn.functional.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
         losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
         losses["loss"] = losses["cls_loss"] + losses["reg_loss"]
         losses["num_pos"] = num_pos.detach().float()
         return losses
 
-    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, positive: Tensor, valid: Tensor) -> dict[str, Tensor]:
-        """VFL over valid points (positives target the tIoU of their predicted segment) and IoU loss on positives."""
+    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor) -> dict[str, Tensor]:
+        """VFL over valid points and IoU loss over positive (point, class) pairs.
+
+        log_p (B, P, K), dist (B, P, K, 2), valid (B, P). Each positive pair's VFL target is the tIoU of the
+        segment predicted for that class with the action it regresses.
+        """
         o = self.loss_opts
-        pos_dist = dist[positive]  # (N, K, 2)
-        pos_reg = tgt.reg[positive]  # (N, 2)
-        iou = distance_iou(pos_dist, pos_reg[:, None, :]).detach()  # (N, K)
+        pairs = (tgt.cls > 0) & valid[..., None]  # (B, P, K)
+        iou = distance_iou(dist[pairs], tgt.reg[pairs])  # (M,) over the M positive pairs
         q = torch.zeros_like(log_p)
-        q[positive] = tgt.cls[positive] * iou
+        q[pairs] = iou.detach()
         vfl = varifocal_loss(log_p, q, o.vfl_alpha, o.vfl_gamma).sum(-1) * valid  # (B, P)
-        chosen = pos_dist[torch.arange(pos_dist.shape[0], device=dist.device), tgt.label[positive]]  # (N, 2)
-        reg = iou_loss(chosen, pos_reg, o.reg_loss)  # (N,)
+        reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)  # (M,)
         if o.normalizer == "paper":
-            # Eq. 13 literally: positives' VFL weighted by their tIoU, over N_pos; negatives over N_neg.
+            # Eq. 13 literally: positive steps' VFL weighted by their tIoU (the mean over their classes when
+            # several are positive), over N_pos; negative steps over N_neg; the IoU loss over N_pos.
+            positive = pairs.any(-1)  # (B, P)
             n_pos = positive.sum().clamp(min=1)
             n_neg = (valid & ~positive).sum().clamp(min=1)
-            sigma = iou.gather(1, tgt.label[positive][:, None]).squeeze(1)
+            sigma = q.sum(-1)[positive] / pairs.sum(-1)[positive]  # (N_pos,)
             cls = (sigma * vfl[positive]).sum() / n_pos + vfl[valid & ~positive].sum() / n_neg
             return {"cls_loss": cls, "reg_loss": reg.sum() / n_pos}
         return {"cls_loss": vfl.sum() / self.loss_normalizer, "reg_loss": reg.sum() / self.loss_normalizer}
