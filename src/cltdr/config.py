@@ -74,6 +74,11 @@ class ModelConfig(_Section):
         "default [0,4], [4,8], ..., [2^(L), inf).",
     )
     center_sample_radius: float = Field(1.5, ge=0, description="Centre sampling radius, in level strides.")
+    multi_label: bool = Field(
+        False,
+        description="Label assignment for dense, overlapping labels (MultiTHUMOS): a point is positive for every "
+        "class with a qualifying action, not only the shortest action's.",
+    )
 
     def level_ranges(self) -> list[tuple[float, float]]:
         if self.regression_range is not None:
