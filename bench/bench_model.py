@@ -5,6 +5,9 @@ training step time (batch of 2, forward + backward + AdamW step), the forward FL
 as a share of this machine's measured fp32 matmul peak.
 
     python bench/bench_model.py [--device cpu|cuda] [--repeats 5] [--length 2304] [--input-dim 2048]
+
+With ``--variants``: instead, the parameter count of every variant of the ablation specs (ablations/table*.yaml)
+in the THUMOS14 I3D setting (configs/thumos14_i3d.yaml with each variant's overrides), encoder and decoder apart.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pathlib import Path
+
+from cltdr.ablate import format_value, load_spec, variant_config
 from cltdr.config import config_from_dict
 from cltdr.inference.postprocess import PostprocessOptions, postprocess_video
 from cltdr.model import build_detector, count_parameters
@@ -62,6 +68,31 @@ def fft_flops(model, length: int) -> float:
     return total
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def variant_parameters(specs: list[Path], base: Path, classes: int) -> None:
+    """Print one row per distinct variant of ``specs``, built on ``base``: parameters of model, encoder, decoder."""
+    rows, seen = [], {}
+    for path in specs:
+        spec = load_spec(path).model_copy(update={"base": base, "set": []})
+        for name, overrides in spec.variants.items():
+            key = json.dumps(overrides, sort_keys=True)
+            if key in seen:
+                seen[key][1].append(path.stem.split("_")[0])
+                continue
+            model = build_detector(variant_config(spec, name), classes)
+            seen[key] = (name, [path.stem.split("_")[0]])
+            counts = [count_parameters(m) / 1e6 for m in (model, model.encoder, model.decoder)]
+            label = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+            rows.append((key, counts, label or "(default CLTDR-GMG)"))
+    print(f"parameters (M) in the setting of {base.relative_to(ROOT)}, {classes} classes")
+    print(f"{'model':>7} {'encoder':>7} {'decoder':>7}  {'tables':<22} variant")
+    for key, (total, enc, dec), label in rows:
+        tables = ",".join(t.replace("table", "") for t in seen[key][1])
+        print(f"{total:7.2f} {enc:7.2f} {dec:7.2f}  {tables:<22} {label}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -70,7 +101,13 @@ def main() -> None:
     p.add_argument("--input-dim", type=int, default=2048)
     p.add_argument("--classes", type=int, default=20)
     p.add_argument("--json", default=None, help="also write the figures to this file")
+    p.add_argument("--variants", action="store_true", help="parameter counts of every ablation variant instead")
+    p.add_argument("--specs", nargs="+", type=Path, default=sorted((ROOT / "ablations").glob("table*.yaml")))
+    p.add_argument("--base", type=Path, default=ROOT / "configs" / "thumos14_i3d.yaml")
     args = p.parse_args()
+    if args.variants:
+        variant_parameters(args.specs, args.base.resolve(), args.classes)
+        return
     device = torch.device(args.device)
     torch.manual_seed(0)
 

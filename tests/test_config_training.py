@@ -22,7 +22,7 @@ def test_defaults_are_the_thumos_i3d_setting():
     cfg = config_from_dict(BASE)
     assert cfg.model.embed_dim == 512 and cfg.model.num_levels == 6 and cfg.model.num_bins == 16
     assert cfg.model.level_ranges() == [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, math.inf)]
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs, cfg.train.warmup_epochs) == (1e-4, 2, 40, 20)
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs, cfg.train.warmup_epochs) == (1e-4, 2, 20, 20)
     assert cfg.train.weight_decay == 0.035 and cfg.train.clip_grad_norm == 1.0
     assert cfg.test.tiou_thresholds == [0.3, 0.4, 0.5, 0.6, 0.7]
     assert cfg.divisor == 32

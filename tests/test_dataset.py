@@ -10,7 +10,7 @@ import torch
 
 from cltdr.data.annotations import VideoRecord
 from cltdr.data.dataset import Batch, TALDataset, VideoSample, collate, make_collate, random_crop
-from cltdr.data.features import feature_path, load_features
+from cltdr.data.features import FeatureStore, feature_path, load_features
 from cltdr.data.grid import FeatureGrid
 from cltdr.errors import DataError
 
@@ -30,13 +30,18 @@ def save_feats(folder, video_id, num_steps, channels=C, prefix="", seed=0):
     return feats
 
 
+STORE_KEYS = ("prefix", "ext", "input_dim", "feat_stride", "num_frames", "downsample_rate", "resize_to")
+
+
 def make_dataset(tmp_path, videos, lengths, **kwargs):
+    """Save features of ``lengths`` for ``videos``; keyword arguments go to the FeatureStore or the dataset."""
     for i, (rec, t) in enumerate(zip(videos, lengths)):
         save_feats(tmp_path / "feats", rec.video_id, t, seed=i)
-    args = dict(feat_dir=tmp_path / "feats", input_dim=C, feat_stride=4, num_frames=16, training=True,
-                max_seq_len=64, seed=3)
+    store = dict(sources=(tmp_path / "feats",), input_dim=C, feat_stride=4, num_frames=16)
+    store.update({k: kwargs.pop(k) for k in STORE_KEYS if k in kwargs})
+    args = dict(training=True, max_seq_len=64, seed=3)
     args.update(kwargs)
-    return TALDataset(videos, **args)
+    return TALDataset(videos, store=FeatureStore(**store), **args)
 
 
 # ---------------------------------------------------------------- features
@@ -75,7 +80,7 @@ def test_corrupt_feature_files(tmp_path):
     np.save(tmp_path / "full.npy", np.zeros((100, 4), dtype=np.float32))
     (tmp_path / "trunc.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:300])
     load_error(tmp_path / "trunc.npy", "could not be read")
-    load_error(tmp_path / "feats.pt", "'.pt'", "supported")
+    load_error(tmp_path / "feats.mp4", "'.mp4'", "supported")
 
 
 def test_feature_shape_and_values(tmp_path):

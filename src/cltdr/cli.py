@@ -1,4 +1,4 @@
-"""The ``cltdr`` command: synth, train, test, detect, evaluate, demo.
+"""The ``cltdr`` command: synth, train, test, detect, demo; evaluate, diagnose, plot, export (cli_eval.py).
 
 User errors (:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; an interrupted
 training run says how to resume it.
@@ -52,6 +52,8 @@ def cmd_test(args) -> None:
     from .training.trainer import load_trained_model
 
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
+    if args.preset:
+        cfg.test.preset = args.preset
     subset = args.subset or cfg.dataset.test_subset
     out = evaluate_split(cfg, model, subset, cfg.dataset.class_names, device, progress=not args.quiet)
     out_dir = Path(args.out or args.run_dir)
@@ -59,6 +61,11 @@ def cmd_test(args) -> None:
     _print(f"subset '{subset}': {len(out.results)} videos")
     _print(out.metrics.format_table())
     _print(f"wrote {out_dir / 'predictions.json'} and {out_dir / 'metrics.json'}")
+    if out.fused is not None:  # dataset.fusion: the same detections fused with external class scores
+        from .inference.fusion import write_fused
+
+        _print(f"with external class scores ({cfg.dataset.fusion.score_file}):\n{out.fused.metrics.format_table()}")
+        _print("wrote " + " and ".join(map(str, write_fused(out_dir, out.fused))))
 
 
 def cmd_detect(args) -> None:
@@ -72,6 +79,8 @@ def cmd_detect(args) -> None:
     from .utils.io import atomic_write_json
 
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
+    if args.preset:
+        cfg.test.preset = args.preset
     fps = args.fps or cfg.dataset.default_fps
     if fps is None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
@@ -91,24 +100,6 @@ def cmd_detect(args) -> None:
         _print(f"{video_id}: {T} steps, {duration:.1f} s, {len(results[video_id])} detections")
     atomic_write_json(args.out, {"version": "cltdr", "results": results, "external_data": {}}, indent=None)
     _print(f"wrote {args.out}")
-
-
-def cmd_evaluate(args) -> None:
-    from .evaluation import evaluate_map
-    from .evaluation.map import load_json, validate_predictions
-    from .utils.io import atomic_write_json
-
-    bad = [t for t in args.tiou if not 0 <= t <= 1]
-    if bad:
-        raise CltdrError(f"--tiou: thresholds are tIoU values in [0, 1], got {bad}")
-    gt = load_json(args.gt, "ground-truth")
-    pred = load_json(args.pred, "prediction")
-    validate_predictions(pred, str(args.pred))
-    metrics = evaluate_map(gt, pred, args.subset, args.tiou)
-    _print(metrics.format_table())
-    if args.json:
-        atomic_write_json(args.json, metrics.to_json())
-        _print(f"wrote {args.json}")
 
 
 def cmd_demo(args) -> None:
@@ -166,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--checkpoint", default=None, help="'last', 'best' or a path (default: best if kept, else last)")
         s.add_argument("--device", default="auto")
         s.add_argument("--quiet", action="store_true")
+        s.add_argument("--preset", choices=("benchmark", "deployment"), default=None,
+                       help="post-processing preset, replacing test.preset (keys the config sets still override)")
     test, detect = sub.choices["test"], sub.choices["detect"]
     test.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory)")
     test.add_argument("--subset", default=None, help="subset to evaluate (default: dataset.test_subset)")
@@ -178,19 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--top", type=int, default=None, help="keep only the top N detections per video")
     detect.set_defaults(func=cmd_detect)
 
-    s = sub.add_parser("evaluate", help="ActivityNet-style mAP of a prediction file")
-    s.add_argument("--gt", required=True, type=Path, help="annotation JSON")
-    s.add_argument("--pred", required=True, type=Path, help="prediction JSON (ActivityNet result format)")
-    s.add_argument("--subset", required=True, help="subset of the annotation file to evaluate on")
-    s.add_argument("--tiou", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7], help="tIoU thresholds")
-    s.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
-    s.set_defaults(func=cmd_evaluate)
-
     s = sub.add_parser("demo", help="synthetic benchmark -> train -> test -> mAP table, in a few minutes on a CPU")
     s.add_argument("--out", type=Path, default=Path("demo-out"))
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
+
+    from .cli_data import add_data_commands
+
+    add_data_commands(sub)  # convert, check
+
+    from .cli_eval import add_eval_commands
+
+    add_eval_commands(sub)  # evaluate, diagnose, plot, export
+
+    from .cli_ablate import add_ablate_parser
+
+    add_ablate_parser(sub)  # ablate
     return p
 
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -21,26 +30,76 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _path_or_paths(value: Any) -> Any:
+    """A path, or a non-empty list of paths (checked here so that errors name the key, not union members)."""
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, Path)) for v in value):
+        return [Path(v) for v in value]
+    raise ValueError("expected a path or a non-empty list of paths")
+
+
+class FusionConfig(_Section):
+    """Optional post-processing with external video-level class scores (ActionFormer/TriDet on ActivityNet):
+    each video's ``max_segments`` best segments are repeated for its ``topk`` classes, scored detection score x
+    class score. `cltdr test` then writes the metrics with and without it."""
+
+    score_file: Path = Field(
+        description="JSON of video-level class scores: {'results': {video_id: [K scores]}, 'class': [K names]} "
+        "(the CUHK file of ActionFormer/TriDet) or {'results': {video_id: {name: score}}}."
+    )
+    topk: int = Field(2, ge=1, description="Classes per video whose scores multiply the detections.")
+    max_segments: int = Field(200, ge=1, description="Highest-scoring segments per video that are fused.")
+
+
 class DatasetConfig(_Section):
     """Where the data lives and how its feature grid samples the video (SPEC section 2)."""
 
     annotation_file: Path = Field(description="Annotation JSON in the ActionFormer/ActivityNet layout.")
-    feat_dir: Path = Field(description="Folder with one feature file per video: <feat_dir>/<prefix><id><ext>.")
-    feat_prefix: str = Field("", description="File name prefix before the video id.")
-    feat_ext: str = Field(".npy", description="File name extension of the feature files.")
+    feat_dir: Annotated[Union[Path, list[Path]], BeforeValidator(_path_or_paths)] = Field(
+        description="Folder with one feature file per video (<feat_dir>/<prefix><id><ext>), or one HDF5 file "
+        "(.h5/.hdf5) with an entry <prefix><id> per video. A list concatenates several sources along the channels "
+        "in order (two-stream: [rgb_folder, flow_folder]). '{subset}' is replaced by the video's subset "
+        "(per-split folders)."
+    )
+    feat_prefix: str = Field("", description="File name (or HDF5 key) prefix before the video id.")
+    feat_ext: str = Field(
+        ".npy", description="File name ending after the video id; its suffix picks the reader: .npy, .npz, .pt, "
+        ".pth, .pkl, .pickle."
+    )
+    feat_keys: Optional[Annotated[list[str], Field(min_length=1)]] = Field(
+        None, description="Arrays to use from files that hold a mapping (npz, dict, HDF5 group), concatenated "
+        "along the channels (HACS SlowFast: [slow_feature, fast_feature]); unset: the file's only array."
+    )
+    feat_layout: Literal["TC", "CT"] = Field(
+        "TC", description="Stored axis order: (T, C) or (C, T); leading axes of size 1 are dropped."
+    )
     train_subset: str = Field("validation", description="Subset trained on (THUMOS14 trains on 'validation').")
     test_subset: str = Field("test", description="Subset evaluated by `cltdr test`; never used for selection.")
     val_subset: Optional[str] = Field(
         None, description="Optional subset for model selection; when unset the last epoch is kept."
     )
     class_names: Optional[list[str]] = Field(
-        None, description="Class list in label order; read from the annotation file's label_id when unset."
+        None, description="Class list in label order; read from the annotation file's label_id when unset. "
+        "With class_agnostic: the one name given to every action (default ['action'])."
     )
-    input_dim: int = Field(2048, gt=0, description="Feature channels C of every feature file.")
-    feat_stride: float = Field(4, gt=0, description="Frames between consecutive features.")
+    class_agnostic: bool = Field(
+        False, description="Train one 'action' class (ActivityNet/HACS recipe); combine with `fusion` for labels."
+    )
+    input_dim: int = Field(2048, gt=0, description="Feature channels C (all sources together).")
+    feat_stride: float = Field(4, gt=0, description="Frames between consecutive stored features.")
     num_frames: float = Field(16, gt=0, description="Frames seen by one feature (backbone clip length).")
     default_fps: Optional[float] = Field(
         None, gt=0, description="Frame rate used for videos whose annotation has no fps."
+    )
+    feat_fps: Optional[float] = Field(
+        None, gt=0, description="Frame rate of the frames the features were extracted from, used for every video "
+        "instead of the annotation's fps (ActionFormer's default_fps: EPIC 30, ActivityNet TSP 15, HACS 15)."
+    )
+    downsample_rate: int = Field(1, ge=1, description="Keep every k-th stored feature; the stride grows k-fold.")
+    resize_to: Optional[int] = Field(
+        None, ge=1, description="Resize every video's features linearly to this many steps (ActivityNet: 192 "
+        "TSP, 160 I3D); each video then has its own grid. None: keep each video's length."
     )
     max_seq_len: int = Field(2304, gt=0, description="Longest training crop, in feature steps.")
     crop_ratio: Optional[tuple[float, float]] = Field(
@@ -51,13 +110,132 @@ class DatasetConfig(_Section):
     segment_policy: Literal["error", "clip", "drop"] = Field(
         "error", description="What to do with annotated segments that lie outside their video."
     )
+    fusion: Optional[FusionConfig] = Field(
+        None, description="External video-level class scores fused into the detections at test time."
+    )
+
+    @model_validator(mode="after")
+    def _check_combinations(self):
+        if self.resize_to is not None and self.resize_to > self.max_seq_len:
+            raise ValueError(
+                f"dataset.resize_to={self.resize_to} is longer than dataset.max_seq_len={self.max_seq_len}: "
+                "training would crop the resized videos; set max_seq_len to resize_to"
+            )
+        if self.class_agnostic and self.class_names is not None and len(self.class_names) != 1:
+            raise ValueError(
+                f"dataset.class_names has {len(self.class_names)} names but dataset.class_agnostic is true: "
+                "give the one name of the merged class, or leave class_names unset"
+            )
+        return self
+
+    @property
+    def feat_sources(self) -> list[Path]:
+        """``feat_dir`` as a list of sources."""
+        return list(self.feat_dir) if isinstance(self.feat_dir, list) else [self.feat_dir]
+
+
+Side = Literal["above", "below"]
+
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError(f"must be odd, got {value}")
+    return value
+
+
+OddInt = Annotated[int, Field(ge=1), AfterValidator(_odd)]
+
+
+class GMGOptions(_Section):
+    """Switches of the GMG block (Tables 6-8); read only when ``model.encoder`` is 'gmg'.
+
+    Eq. 4 is f = x + ReLU(f_local) * FC(x) + ReLU(f_global) * Conv(x) + f_global. A branch that is off loses its
+    term; a gate whose gating branch is off becomes the identity (no global branch: the local term is Conv(x));
+    ``gate: false`` drops both gates (f = x + FC(x) + Conv(x) + f_global). See ``cltdr.model.gmg.GMGMixer``.
+    """
+
+    instant: bool = Field(True, description="Instant branch FC(x) (1x1 conv).")
+    local: bool = Field(True, description="Local branch Conv(x) (depth-wise conv, model.kernel_size).")
+    global_: Literal["fft", "attention", "none"] = Field(
+        "fft", alias="global", description="Global branch: the FFT filter of eqs. 1-3, vanilla masked multi-head "
+        "self-attention over the whole video (Table 8), or none."
+    )
+    gate: bool = Field(True, description="The ReLU gates of eq. 4 (Table 7).")
+    num_heads: int = Field(4, ge=1, description="Heads of the self-attention global branch (global: attention).")
+
+    @model_validator(mode="after")
+    def _check_branches(self):
+        if not (self.instant or self.local or self.global_ != "none"):
+            raise ValueError("model.gmg: at least one of instant, local and global must be on")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_global_by_its_key(self, handler):
+        # 'global' is a Python keyword: the field is global_, its YAML key 'global' (pydantic < 2.11 has no
+        # serialize_by_alias).
+        return {("global" if k == "global_" else k): v for k, v in handler(self).items()}
+
+
+class TransformerOptions(_Section):
+    """ActionFormer's local-window Transformer encoder; read only when ``model.encoder`` is 'transformer'."""
+
+    num_heads: int = Field(4, ge=1, description="Attention heads (must divide model.embed_dim).")
+    window_size: OddInt = Field(19, description="Local attention window, odd (19 for THUMOS14).")
+    mlp_dim: Optional[int] = Field(None, gt=0, description="Hidden width of each block's MLP (None: 4 x embed_dim).")
+
+
+class SGPOptions(_Section):
+    """TriDet's SGP encoder (block FFN: model.ffn_dim); read only when ``model.encoder`` is 'sgp'."""
+
+    window_size: OddInt = Field(1, description="Window-level kernel w, odd (TriDet THUMOS14: 1).")
+    k: float = Field(5.0, gt=0, description="The larger window kernel is round((w + 1) * k), made odd (THUMOS14: 5).")
+
+
+class CLTDROptions(_Section):
+    """Ablation switches of the CLTDR decoder (Tables 9-11); read only when ``model.decoder`` is 'cltdr'.
+
+    Levels are named from P_l: 'above' is P_{l+1} (coarser), 'below' is P_{l-1} (finer); [] is P_l alone.
+    """
+
+    cls_levels: list[Side] = Field(["above"], description="Neighbour levels fused into P_l for classification.")
+    reg_levels: list[Side] = Field(["below"], description="Neighbour levels fused into P_l for regression.")
+    refine: Literal["both", "cls", "reg", "none"] = Field(
+        "both", description="Outputs the RefineHead refines (Table 10); 'none': no CLFF and no RefineHead."
+    )
+    fusion: Literal["attention", "add", "concat"] = Field(
+        "attention", description="How a neighbour level is fused (Table 11): channel attention (eqs. 5-8), "
+        "addition, or concatenation with Conv(P_l) and a 1x1 conv."
+    )
+
+    @model_validator(mode="after")
+    def _check_levels(self):
+        for key in ("cls_levels", "reg_levels"):
+            levels = getattr(self, key)
+            if len(set(levels)) != len(levels):
+                raise ValueError(f"model.cltdr.{key} lists a level twice: {levels}")
+        return self
 
 
 class ModelConfig(_Section):
-    """CLTDR-GMG architecture (paper + SPEC section 4)."""
+    """Detector architecture: CLTDR-GMG by default (paper + SPEC section 4), or any encoder with any decoder.
 
-    encoder: Literal["gmg"] = Field("gmg", description="Encoder that builds the pyramid.")
-    decoder: Literal["cltdr"] = Field("cltdr", description="Decoder applied to every pyramid level.")
+    Encoders: gmg (the paper), transformer (ActionFormer), sgp (TriDet), maxpool (TemporalMaxer: no blocks, so
+    num_full_res_blocks, ffn_dim and drop_path are unused), conv (plain conv blocks). Decoders: cltdr (the paper),
+    actionformer (shared-feature heads, class-agnostic distances), trident (TriDet: CLTDR without cross-level
+    decoupling and refinement). Each encoder's / decoder's own options live in the section of its name; setting
+    the section of one that is not selected is an error.
+    """
+
+    encoder: Literal["gmg", "transformer", "sgp", "maxpool", "conv"] = Field(
+        "gmg", description="Encoder that builds the pyramid."
+    )
+    decoder: Literal["cltdr", "actionformer", "trident"] = Field(
+        "cltdr", description="Decoder applied to every pyramid level."
+    )
+    gmg: GMGOptions = Field(GMGOptions(), description="GMG switches (encoder: gmg).")
+    transformer: TransformerOptions = Field(TransformerOptions(), description="encoder: transformer options.")
+    sgp: SGPOptions = Field(SGPOptions(), description="encoder: sgp options.")
+    cltdr: CLTDROptions = Field(CLTDROptions(), description="CLTDR switches (decoder: cltdr).")
     embed_dim: int = Field(512, gt=0, description="Channels D of the projection and the pyramid.")
     num_levels: int = Field(6, ge=1, le=10, description="Pyramid levels L (strides 1, 2, ..., 2^(L-1)).")
     num_full_res_blocks: int = Field(2, ge=0, description="GMG blocks at full resolution before pooling.")
@@ -95,6 +273,21 @@ class ModelConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_variant(self):
+        owners = {"gmg": ("encoder", "gmg"), "transformer": ("encoder", "transformer"), "sgp": ("encoder", "sgp"),
+                  "cltdr": ("decoder", "cltdr")}
+        for section, (part, name) in owners.items():
+            if getattr(self, part) != name and getattr(self, section) != type(getattr(self, section))():
+                raise ValueError(f"model.{section} is set but model.{part} is {getattr(self, part)!r}; "
+                                 f"model.{section} applies only to {part} '{name}'")
+        heads = {"gmg": (self.gmg.global_ == "attention", "gmg.num_heads", self.gmg.num_heads),
+                 "transformer": (True, "transformer.num_heads", self.transformer.num_heads)}
+        used, key, value = heads.get(self.encoder, (False, "", 1))
+        if used and self.embed_dim % value:
+            raise ValueError(f"model.{key}={value} does not divide model.embed_dim={self.embed_dim}")
+        return self
+
 
 class LossConfig(_Section):
     """Loss of eq. 13 (varifocal + IoU-family), with the released code's normaliser and mix."""
@@ -117,7 +310,7 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
     """Optimisation (AdamW, linear warm-up + cosine decay, clipping, EMA)."""
 
-    epochs: int = Field(40, ge=1, description="Epochs after warm-up.")
+    epochs: int = Field(20, ge=1, description="Epochs after warm-up (THUMOS14 I3D: 20 + 20 = the paper's 40 in all).")
     warmup_epochs: int = Field(20, ge=0, description="Epochs of linear warm-up from 0 to lr.")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.035, ge=0, description="AdamW weight decay (not on norms and biases).")
@@ -131,19 +324,56 @@ class TrainConfig(_Section):
 
 
 class TestConfig(_Section):
-    """Post-processing and evaluation (SPEC sections 3 and 4)."""
+    """Post-processing and evaluation (SPEC sections 3 and 4).
+
+    ``preset`` picks the post-processing (``cltdr.inference.postprocess.PRESETS``; the README compares them):
+    'benchmark' keeps the many low-scored detections the mAP protocol rewards, 'deployment' a few confident
+    ones. A post-processing key given in the file (or with --set) overrides the preset; a key left out follows
+    it, and stays out of a run's saved config.yaml, so that `cltdr test/detect --preset` still applies to it.
+    """
 
     __test__ = False  # not a pytest class
 
-    score_threshold: float = Field(1e-3, ge=0, le=1, description="Drop (step, class) scores below this.")
-    pre_nms_topk: int = Field(2000, ge=1, description="Candidates kept per level before NMS.")
-    min_segment_length: float = Field(0.05, ge=0, description="Drop segments shorter than this (steps).")
-    nms_sigma: float = Field(0.5, gt=0, description="Gaussian Soft-NMS sigma.")
-    voting_iou: Optional[float] = Field(0.7, gt=0, le=1, description="Score-voting IoU (None: no voting).")
-    max_detections: int = Field(2000, ge=1, description="Detections kept per video.")
+    preset: Literal["benchmark", "deployment"] = Field(
+        "benchmark", description="Post-processing preset: 'benchmark' or 'deployment'; keys below override it."
+    )
+    score_threshold: Optional[float] = Field(
+        None, ge=0, le=1, description="Drop (step, class) scores below this (preset: 0.001 / deployment 0.2)."
+    )
+    pre_nms_topk: Optional[int] = Field(None, ge=1, description="Candidates kept per level before NMS (2000 / 500).")
+    min_segment_length: Optional[float] = Field(
+        None, ge=0, description="Drop segments shorter than this, in steps (0.05 / 0.05)."
+    )
+    nms_sigma: Optional[float] = Field(None, gt=0, description="Gaussian Soft-NMS sigma (0.5 / 0.1).")
+    voting_iou: Optional[float] = Field(
+        None, gt=0, le=1, description="Score-voting IoU; null turns voting off (0.7 / off)."
+    )
+    max_detections: Optional[int] = Field(None, ge=1, description="Detections kept per video (2000 / 100).")
+    max_per_class: Optional[int] = Field(
+        None, ge=1, description="Detections kept per class and video; null: no limit (no limit / 20)."
+    )
     tiou_thresholds: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
     )
+
+    def postprocess_overrides(self) -> dict[str, Any]:
+        """The post-processing keys set explicitly (null only counts where it means off: voting, per-class)."""
+        return {
+            key: getattr(self, key)
+            for key in _POSTPROCESS_KEYS
+            if key in self.model_fields_set and (getattr(self, key) is not None or key in _NULLABLE_KEYS)
+        }
+
+    @model_serializer(mode="wrap")
+    def _dump_set_keys_only(self, handler):
+        data = handler(self)
+        return {key: value for key, value in data.items()
+                if key not in _POSTPROCESS_KEYS or key in self.model_fields_set}
+
+
+_POSTPROCESS_KEYS = ("score_threshold", "pre_nms_topk", "min_segment_length", "nms_sigma", "voting_iou",
+                     "max_detections", "max_per_class")
+_NULLABLE_KEYS = ("voting_iou", "max_per_class")
 
 
 class Config(_Section):
@@ -161,6 +391,11 @@ class Config(_Section):
         if self.dataset.max_seq_len < divisor:
             raise ValueError(
                 f"dataset.max_seq_len={self.dataset.max_seq_len} is shorter than the coarsest stride "
+                f"{divisor} of a {self.model.num_levels}-level pyramid"
+            )
+        if self.dataset.resize_to is not None and self.dataset.resize_to < divisor:
+            raise ValueError(
+                f"dataset.resize_to={self.dataset.resize_to} is shorter than the coarsest stride "
                 f"{divisor} of a {self.model.num_levels}-level pyramid"
             )
         return self

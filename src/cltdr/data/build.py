@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import Config
 from .annotations import AnnotationSet, load_annotations, read_class_names
 from .dataset import TALDataset, make_collate
-from .features import feature_path, load_features
+from .features import FeatureStore
+
+AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic model, unless dataset.class_names names it
 
 
 def class_names(cfg: Config) -> list[str]:
-    return list(cfg.dataset.class_names) if cfg.dataset.class_names else read_class_names(cfg.dataset.annotation_file)
+    """The model's classes: ``dataset.class_names``, else the annotation file's (one merged class when
+    ``dataset.class_agnostic``)."""
+    d = cfg.dataset
+    if d.class_names:
+        return list(d.class_names)
+    return [AGNOSTIC_LABEL] if d.class_agnostic else read_class_names(d.annotation_file)
 
 
 def load_split(cfg: Config, subset: str) -> AnnotationSet:
+    """The videos of one subset with labels indexing :func:`class_names`; ``dataset.feat_fps`` replaces every
+    video's fps, and a class-agnostic dataset relabels every action 0 (labels are still checked against the
+    file's own classes)."""
     d = cfg.dataset
-    return load_annotations(d.annotation_file, subsets=[subset], class_names=class_names(cfg),
-                            default_fps=d.default_fps, segment_policy=d.segment_policy)
+    names = None if d.class_agnostic else class_names(cfg)
+    split = load_annotations(d.annotation_file, subsets=[subset], class_names=names, default_fps=d.default_fps,
+                             segment_policy=d.segment_policy)
+    if not (d.class_agnostic or d.feat_fps):
+        return split
+    videos = []
+    for rec in split.videos:
+        labels = np.zeros_like(rec.labels) if d.class_agnostic else rec.labels
+        labels.setflags(write=False)
+        videos.append(dataclasses.replace(rec, fps=d.feat_fps or rec.fps, labels=labels))
+    return AnnotationSet(videos, class_names(cfg))
 
 
 def pyramid_name(cfg: Config) -> str:
@@ -28,11 +49,19 @@ def pyramid_name(cfg: Config) -> str:
     return f"the {cfg.model.num_levels}-level pyramid (coarsest stride {cfg.divisor})"
 
 
+def feature_store(cfg: Config) -> FeatureStore:
+    d = cfg.dataset
+    return FeatureStore(
+        sources=tuple(d.feat_sources), input_dim=d.input_dim, feat_stride=d.feat_stride, num_frames=d.num_frames,
+        prefix=d.feat_prefix, ext=d.feat_ext, keys=tuple(d.feat_keys) if d.feat_keys else None,
+        layout=d.feat_layout, downsample_rate=d.downsample_rate, resize_to=d.resize_to,
+    )
+
+
 def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDataset:
     d = cfg.dataset
     return TALDataset(
-        split.videos, feat_dir=d.feat_dir, prefix=d.feat_prefix, ext=d.feat_ext, input_dim=d.input_dim,
-        feat_stride=d.feat_stride, num_frames=d.num_frames, training=training, max_seq_len=d.max_seq_len,
+        split.videos, store=feature_store(cfg), training=training, max_seq_len=d.max_seq_len,
         crop_ratio=d.crop_ratio if training else None, trunc_thresh=d.trunc_thresh,
         noise_std=d.noise_std if training else 0.0, min_length=cfg.divisor,
         min_length_reason=pyramid_name(cfg),
@@ -41,12 +70,13 @@ def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDatase
 
 
 def check_features(dataset: TALDataset) -> None:
-    """Load and validate every feature file of ``dataset`` once (path, shape, channels, values, length), so that
-    a bad file stops a run before its first epoch rather than in the middle of one."""
-    for rec in dataset.videos:
-        path = feature_path(dataset.feat_dir, rec.video_id, dataset.prefix, dataset.ext)
-        load_features(path, video_id=rec.video_id, input_dim=dataset.input_dim, min_length=dataset.min_length,
-                      min_length_reason=dataset.min_length_reason)
+    """Read every feature file of ``dataset`` once and run the checks of `cltdr check` on it (files, shapes,
+    channels, values, lengths against durations, segments against features), so that a bad dataset stops a run
+    before its first epoch rather than in the middle of one. Raises DataError listing what cannot be used;
+    problems training survives (e.g. features shorter than the video) are one warning."""
+    from .check import preflight
+
+    preflight(dataset)
 
 
 def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0) -> DataLoader:
@@ -63,7 +93,11 @@ def resolve_paths(cfg: Config, base: Path | None = None) -> Config:
     """A copy with absolute data paths and the class list filled in, as saved into a run directory."""
     base = base or Path.cwd()
     data = cfg.model_dump()
-    for key in ("annotation_file", "feat_dir"):
-        data["dataset"][key] = (base / data["dataset"][key]).resolve()
-    data["dataset"]["class_names"] = class_names(cfg)
+    d = data["dataset"]
+    d["annotation_file"] = (base / d["annotation_file"]).resolve()
+    feat_dir = [(base / p).resolve() for p in cfg.dataset.feat_sources]
+    d["feat_dir"] = feat_dir if isinstance(cfg.dataset.feat_dir, list) else feat_dir[0]
+    if d["fusion"] is not None:
+        d["fusion"]["score_file"] = (base / d["fusion"]["score_file"]).resolve()
+    d["class_names"] = class_names(cfg)
     return Config.model_validate(data)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor
 
 from cltdr.data.annotations import VideoRecord
-from cltdr.data.features import feature_path, load_features
+from cltdr.data.features import FeatureStore
 from cltdr.data.grid import FeatureGrid
 
 MAX_CROP_TRIALS = 200  # windows tried to find one that keeps an action (ActionFormer's number)
@@ -99,20 +98,16 @@ class TALDataset(torch.utils.data.Dataset):
     """Feature sequences and their segments on the feature grid.
 
     Training: random crop (:func:`random_crop`) and Gaussian input noise of std ``noise_std``. Test: the whole
-    video, no noise. Features are loaded and validated by :func:`cltdr.data.features.load_features` in
-    ``__getitem__``, so a bad file raises a DataError naming it when it is reached.
+    video, no noise. Features are read, validated and prepared (downsampled, resized) by ``store``
+    (:class:`~cltdr.data.features.FeatureStore`) in ``__getitem__``, so a bad file raises a DataError naming it
+    when it is reached; each video gets the grid of its prepared features.
     """
 
     def __init__(
         self,
         videos: list[VideoRecord],
         *,
-        feat_dir: str | os.PathLike,
-        prefix: str = "",
-        ext: str = ".npy",
-        input_dim: int,
-        feat_stride: float,
-        num_frames: float,
+        store: FeatureStore,
         training: bool,
         max_seq_len: int,
         crop_ratio: tuple[float, float] | None = None,
@@ -132,11 +127,8 @@ class TALDataset(torch.utils.data.Dataset):
             raise ValueError(f"trunc_thresh must lie in [0, 1], got {trunc_thresh}")
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-        if feat_stride <= 0 or num_frames <= 0:
-            raise ValueError(f"feat_stride and num_frames must be positive, got {feat_stride}, {num_frames}")
         self.videos = list(videos)
-        self.feat_dir, self.prefix, self.ext = feat_dir, prefix, ext
-        self.input_dim, self.feat_stride, self.num_frames = input_dim, feat_stride, num_frames
+        self.store = store
         self.training, self.max_seq_len, self.crop_ratio = training, max_seq_len, crop_ratio
         self.trunc_thresh, self.noise_std = trunc_thresh, noise_std
         self.min_length, self.min_length_reason = min_length, min_length_reason
@@ -153,15 +145,9 @@ class TALDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> VideoSample:
         index = int(index)
         rec = self.videos[index]
-        path = feature_path(self.feat_dir, rec.video_id, self.prefix, self.ext)
-        feats = load_features(
-            path,
-            video_id=rec.video_id,
-            input_dim=self.input_dim,
-            min_length=self.min_length,
-            min_length_reason=self.min_length_reason,
+        feats, grid = self.store.load(
+            rec.video_id, rec.subset, rec.fps, min_length=self.min_length, min_length_reason=self.min_length_reason
         )  # (T, C)
-        grid = FeatureGrid(rec.fps, self.feat_stride, self.num_frames)
         segments = grid.to_grid(np.asarray(rec.segments, dtype=np.float64))  # (N, 2)
         labels = np.asarray(rec.labels, dtype=np.int64)  # (N,)
         offset = 0
@@ -174,7 +160,7 @@ class TALDataset(torch.utils.data.Dataset):
                 max_seq_len=self.max_seq_len,
                 crop_ratio=self.crop_ratio,
                 trunc_thresh=self.trunc_thresh,
-                margin=0.5 * self.num_frames / self.feat_stride,
+                margin=0.5 * grid.num_frames / grid.feat_stride,
                 rng=rng,
             )
             offset, segments, labels = crop.start, crop.segments, crop.labels

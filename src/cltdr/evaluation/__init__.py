@@ -1,5 +1,18 @@
-"""Evaluation: ActivityNet-style detection mAP (SPEC section 3)."""
+"""Evaluation: ActivityNet-style detection mAP and recall (SPEC section 3), proposal AR@AN, EPIC-Kitchens
+verb / noun / action, DETAD-style error diagnosis, and export to CSV / DETAD."""
 
-from cltdr.evaluation.map import MapResult, clean_ground_truth, evaluate_map, load_json, validate_predictions
+from cltdr.evaluation.inputs import GroundTruth, Predictions, clean_ground_truth, load_json, validate_predictions
+from cltdr.evaluation.map import MapResult, evaluate_map
+from cltdr.evaluation.matching import Matching, match
 
-__all__ = ["MapResult", "clean_ground_truth", "evaluate_map", "load_json", "validate_predictions"]
+__all__ = [
+    "GroundTruth",
+    "MapResult",
+    "Matching",
+    "Predictions",
+    "clean_ground_truth",
+    "evaluate_map",
+    "load_json",
+    "match",
+    "validate_predictions",
+]

@@ -15,20 +15,19 @@ from ..data.build import load_split, make_dataset
 from ..data.grid import FeatureGrid
 from ..evaluation import MapResult, evaluate_map
 from ..evaluation.map import load_json
+from .fusion import evaluation_ground_truth, fusion_stage
 from .postprocess import PostprocessOptions, postprocess_video, to_results
 
 
 def postprocess_options(cfg: Config) -> PostprocessOptions:
-    t = cfg.test
-    return PostprocessOptions(score_threshold=t.score_threshold, pre_nms_topk=t.pre_nms_topk,
-                              min_segment_length=t.min_segment_length, nms_sigma=t.nms_sigma,
-                              voting_iou=t.voting_iou, max_detections=t.max_detections)
+    """The config's preset (``test.preset``) with the post-processing keys it sets explicitly."""
+    return PostprocessOptions.preset(cfg.test.preset, **cfg.test.postprocess_overrides())
 
 
 @torch.no_grad()
-def detect(model, feats: torch.Tensor, grid: FeatureGrid, duration: float, opts: PostprocessOptions,
-           class_names: list[str], device) -> list[dict]:
-    """One video's features (C, T) -> its result entries, sorted by score."""
+def raw_predictions(model, feats: torch.Tensor, device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One video's features (C, T) -> the model's pre-NMS output on CPU, per level l: scores (T_l, K) and
+    class-wise segments (T_l, K, 2) in grid steps (``Detector.predict``), for post-processing or inspection."""
     model.eval()
     divisor = model.divisor
     T = feats.shape[-1]
@@ -38,7 +37,13 @@ def detect(model, feats: torch.Tensor, grid: FeatureGrid, duration: float, opts:
     mask = torch.zeros(1, padded, dtype=torch.bool, device=device)
     mask[0, :T] = True
     scores, segments = model.predict(x, mask)[0]
-    detections = postprocess_video([s.float().cpu() for s in scores], [s.float().cpu() for s in segments], opts)
+    return [s.float().cpu() for s in scores], [s.float().cpu() for s in segments]
+
+
+def detect(model, feats: torch.Tensor, grid: FeatureGrid, duration: float, opts: PostprocessOptions,
+           class_names: list[str], device) -> list[dict]:
+    """One video's features (C, T) -> its result entries, sorted by score."""
+    detections = postprocess_video(*raw_predictions(model, feats, device), opts)
     return to_results(detections, grid, duration, class_names)
 
 
@@ -55,6 +60,7 @@ def predict_dataset(model, dataset, opts: PostprocessOptions, class_names: list[
 class SplitResult:
     results: dict[str, list[dict]]  # video id -> ActivityNet result entries
     metrics: MapResult
+    fused: SplitResult | None = None  # with external class scores, when dataset.fusion is set (fusion.py)
 
 
 def evaluate_split(cfg: Config, model, subset: str, class_names: list[str], device, progress: bool = True) -> SplitResult:
@@ -62,5 +68,5 @@ def evaluate_split(cfg: Config, model, subset: str, class_names: list[str], devi
     dataset = make_dataset(cfg, split, training=False)
     results = predict_dataset(model, dataset, postprocess_options(cfg), class_names, device, progress)
     gt = load_json(cfg.dataset.annotation_file, "annotation")
-    metrics = evaluate_map(gt, {"results": results}, subset, cfg.test.tiou_thresholds)
-    return SplitResult(results, metrics)
+    metrics = evaluate_map(evaluation_ground_truth(cfg, gt), {"results": results}, subset, cfg.test.tiou_thresholds)
+    return SplitResult(results, metrics, fused=fusion_stage(cfg, results, gt, subset))

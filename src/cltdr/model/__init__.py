@@ -1,25 +1,67 @@
-"""Model: masked layers, the GMG encoder, the CLTDR decoder, label assignment, losses and the detector."""
+"""Model: masked layers, encoders (GMG, Transformer, SGP, max-pool, conv), decoders (CLTDR, ActionFormer,
+Trident), label assignment, losses and the detector.
+
+The build functions below are the one place where the config is translated into constructor arguments.
+"""
 
 from __future__ import annotations
 
+from torch import nn
+
 from ..config import Config
+from .actionformer import ActionFormerDecoder
 from .cltdr import CLTDRDecoder
 from .detector import Detector, LossOptions, Outputs
 from .gmg import GMGEncoder
+from .pyramid import ConvEncoder, MaxPoolEncoder
+from .sgp import SGPEncoder
+from .transformer import TransformerEncoder
 
-__all__ = ["Detector", "Outputs", "build_detector", "count_parameters"]
+__all__ = ["Detector", "Outputs", "build_decoder", "build_detector", "build_encoder", "count_parameters"]
+
+
+def build_encoder(cfg: Config) -> nn.Module:
+    """``model.encoder``: (B, C, T) + mask -> L levels (B, D, T / 2^l) + masks."""
+    m, in_dim = cfg.model, cfg.dataset.input_dim
+    blocks = dict(num_full_res_blocks=m.num_full_res_blocks, kernel_size=m.kernel_size, drop_path=m.drop_path)
+    if m.encoder == "gmg":
+        g = m.gmg
+        return GMGEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, instant=g.instant, local=g.local,
+                          global_branch=g.global_, gate=g.gate, num_heads=g.num_heads, **blocks)
+    if m.encoder == "transformer":
+        t = m.transformer
+        return TransformerEncoder(in_dim, m.embed_dim, m.num_levels, num_heads=t.num_heads, window_size=t.window_size,
+                                  mlp_dim=t.mlp_dim or 4 * m.embed_dim, **blocks)
+    if m.encoder == "sgp":
+        return SGPEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, window_size=m.sgp.window_size,
+                          k=m.sgp.k, **blocks)
+    if m.encoder == "conv":
+        return ConvEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, **blocks)
+    return MaxPoolEncoder(in_dim, m.embed_dim, m.num_levels, kernel_size=m.kernel_size)
+
+
+def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
+    """``model.decoder``: L levels -> one ``LevelOutputs`` per level."""
+    m = cfg.model
+    heads = dict(head_dim=m.head_dim, head_layers=m.head_layers, kernel_size=m.kernel_size, prior_prob=m.cls_prior_prob)
+    if m.decoder == "actionformer":
+        return ActionFormerDecoder(m.embed_dim, num_classes, m.num_levels, **heads)
+    if m.decoder == "trident":
+        return CLTDRDecoder(m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=(), reg_levels=(),
+                            refine="none", **heads)
+    # One level has no neighbours: build no cross-level modules rather than modules that never run.
+    c, multi = m.cltdr, m.num_levels > 1
+    return CLTDRDecoder(m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=c.cls_levels if multi else (),
+                        reg_levels=c.reg_levels if multi else (), refine=c.refine, fusion=c.fusion,
+                        clff_levels=("below", "above") if multi else (), **heads)
 
 
 def build_detector(cfg: Config, num_classes: int) -> Detector:
-    """The one place where the config is translated into constructor arguments."""
     m = cfg.model
-    encoder = GMGEncoder(cfg.dataset.input_dim, m.embed_dim, m.num_levels, num_full_res_blocks=m.num_full_res_blocks,
-                         ffn_dim=m.ffn_dim, kernel_size=m.kernel_size, drop_path=m.drop_path)
-    decoder = CLTDRDecoder(m.embed_dim, num_classes, head_dim=m.head_dim, head_layers=m.head_layers,
-                           num_bins=m.num_bins, kernel_size=m.kernel_size, prior_prob=m.cls_prior_prob)
     loss = LossOptions(**cfg.loss.model_dump(), center_radius=m.center_sample_radius, multi_label=m.multi_label)
-    return Detector(encoder=encoder, decoder=decoder, num_classes=num_classes, level_ranges=m.level_ranges(), loss=loss)
+    return Detector(encoder=build_encoder(cfg), decoder=build_decoder(cfg, num_classes), num_classes=num_classes,
+                    level_ranges=m.level_ranges(), loss=loss)
 
 
-def count_parameters(model) -> int:
+def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

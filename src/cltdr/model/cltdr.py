@@ -1,21 +1,29 @@
 """The CLTDR decoder: DCM, DRM with a Trident head, and the RefineHead with CLFF (paper eqs. 5-12).
 
 Shapes: B batch, D channels, K classes, T steps of level l, R = num_bins + 1.
-One decoder serves every level with shared parameters; P^{l+1} (coarser, T/2 steps) helps classification,
-P^{l-1} (finer, 2T steps) helps regression. Where a neighbour level does not exist (top / bottom), its
-term is left out.
+One decoder serves every level with shared parameters; by default P^{l+1} ('above': coarser, T/2 steps) helps
+classification and P^{l-1} ('below': finer, 2T steps) helps regression. Where a neighbour level does not exist
+(top / bottom), its term is left out. The ablations of Tables 9-11 choose the neighbours of each task, the
+refinement and the fusion; TriDet's decoder is this one with no neighbours and no refinement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvTower, MaskedConv1d, masked_mean
+from .layers import ConvTower, MaskedConv1d, concat_levels, masked_mean, run_towers, split_levels
 from .trident import trident_distances
+
+__all__ = ["CLTDRDecoder", "CrossLevelAttention", "CrossLevelFusion", "LevelOutputs", "NeighbourFusion",
+           "concat_levels", "downsample", "refine_distances", "refined_log_prob", "split_levels", "upsample"]
+
+Side = Literal["above", "below"]
+FusionMode = Literal["attention", "add", "concat"]
 
 
 def upsample(dim: int, depthwise: bool = False) -> nn.ConvTranspose1d:
@@ -28,42 +36,90 @@ def downsample(dim: int, depthwise: bool = False) -> nn.Conv1d:
     return nn.Conv1d(dim, dim, 3, stride=2, padding=1, groups=dim if depthwise else 1)
 
 
-class CrossLevelAttention(nn.Module):
+class CrossLevelFusion(nn.Module):
+    """One neighbour level's contribution to P^l: forward returns P^l + term (P^l itself without a neighbour).
+
+    f_n = Resample(P^n) brings the neighbour to T steps (transposed conv from above, strided conv from below);
+    f_l = Conv(P^l). The term, by ``mode`` (Table 11):
+
+        attention (eqs. 5-8):  f_n * W,  W = Sigmoid(FC(GAP(ReLU(f_n + f_l))))   (GAP over valid steps)
+        add:                   f_n
+        concat:                Conv1x1([f_n ; f_l])   (2D -> D channels)
+    """
+
+    def __init__(self, dim: int, resample: nn.Module, *, mode: FusionMode = "attention", kernel_size: int = 3):
+        super().__init__()
+        self.mode = mode
+        self.resample = resample
+        if mode != "add":
+            self.conv = MaskedConv1d(dim, dim, kernel_size)
+        if mode == "attention":
+            self.fc = nn.Linear(dim, dim)
+        elif mode == "concat":
+            self.proj = nn.Conv1d(2 * dim, dim, 1)
+
+    def term(self, p: Tensor, mask: Tensor, neighbour: Tensor) -> Tensor:
+        """The neighbour's term, (B, D, T), zero on padded steps."""
+        m = mask.unsqueeze(1).to(p.dtype)
+        f_n = self.resample(neighbour) * m  # (B, D, T)
+        if self.mode == "add":
+            return f_n
+        f_l = self.conv(p, mask)[0]
+        if self.mode == "concat":
+            return self.proj(torch.cat([f_n, f_l], 1)) * m
+        pooled = masked_mean(F.relu(f_n + f_l), mask)  # (B, D)
+        return f_n * torch.sigmoid(self.fc(pooled)).unsqueeze(-1)
+
+    def forward(self, p: Tensor, mask: Tensor, neighbour: Tensor | None) -> Tensor:
+        return p if neighbour is None else p + self.term(p, mask, neighbour)
+
+
+class CrossLevelAttention(CrossLevelFusion):
     """DCM (eqs. 5-6) and DRM (eqs. 7-8): select features of a neighbour level by channel attention.
 
         f_n = Resample(P^n),  f_l = Conv(P^l),  W = Sigmoid(FC(GAP(ReLU(f_n + f_l)))),  out = P^l + f_n * W
-
-    ``resample`` brings the neighbour level to T steps (transposed conv from above, strided conv from below).
-    GAP averages over valid steps only.
     """
 
     def __init__(self, dim: int, resample: nn.Module, kernel_size: int = 3):
+        super().__init__(dim, resample, mode="attention", kernel_size=kernel_size)
+
+
+class NeighbourFusion(nn.Module):
+    """P^l plus the terms of the chosen neighbour levels: f = P^l + term_below(P^{l-1}) + term_above(P^{l+1}).
+
+    With ``neighbours=()`` it is P^l itself. A neighbour missing at the bottom / top level is left out.
+    CLFF (eq. 9) is this with both neighbours, ``mode='add'`` and a depth-wise strided conv from below.
+    """
+
+    def __init__(self, dim: int, neighbours: Sequence[Side], *, mode: FusionMode = "attention", kernel_size: int = 3,
+                 depthwise_down: bool = False):
         super().__init__()
-        self.resample = resample
-        self.conv = MaskedConv1d(dim, dim, kernel_size)
-        self.fc = nn.Linear(dim, dim)
+        self.below = (CrossLevelFusion(dim, downsample(dim, depthwise_down), mode=mode, kernel_size=kernel_size)
+                      if "below" in neighbours else None)
+        self.above = (CrossLevelFusion(dim, upsample(dim), mode=mode, kernel_size=kernel_size)
+                      if "above" in neighbours else None)
 
-    def weights(self, f_n: Tensor, p: Tensor, mask: Tensor) -> Tensor:
-        """Channel attention W of eq. 5 / 7: (B, D, T) x2 -> (B, D, 1)."""
-        pooled = masked_mean(F.relu(f_n + self.conv(p, mask)[0]), mask)  # (B, D)
-        return torch.sigmoid(self.fc(pooled)).unsqueeze(-1)
-
-    def forward(self, p: Tensor, mask: Tensor, neighbour: Tensor | None) -> Tensor:
-        if neighbour is None:
-            return p
-        m = mask.unsqueeze(1).to(p.dtype)
-        f_n = self.resample(neighbour) * m  # (B, D, T)
-        return p + f_n * self.weights(f_n, p, mask)
+    def forward(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None) -> Tensor:
+        out = p
+        if self.below is not None and finer is not None:
+            out = out + self.below.term(p, mask, finer)
+        if self.above is not None and coarser is not None:
+            out = out + self.above.term(p, mask, coarser)
+        return out
 
 
 @dataclass
 class LevelOutputs:
-    """Raw decoder outputs of one level (logits; distances in units of the level's stride)."""
+    """Raw decoder outputs of one level (logits; distances in units of the level's stride).
+
+    A decoder without refinement leaves ``refine_logits`` / ``refine_offsets`` unset; the refined outputs are
+    then the coarse ones.
+    """
 
     cls_logits: Tensor  # (B, T, K) coarse classification (DCM)
-    refine_logits: Tensor  # (B, T, K) refinement R_co of eq. 10
     distances: Tensor  # (B, T, K, 2) coarse start / end distances (DRM + Trident), >= 0
-    refine_offsets: Tensor  # (B, T, 2) R_so, R_eo of eqs. 11-12
+    refine_logits: Optional[Tensor] = None  # (B, T, K) refinement R_co of eq. 10
+    refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12
 
 
 def refine_distances(distances: Tensor, offsets: Tensor) -> Tensor:
@@ -80,79 +136,62 @@ def refined_log_prob(cls_logits: Tensor, refine_logits: Tensor) -> Tensor:
 
 
 class CLTDRDecoder(nn.Module):
-    """Decoupled classification, decoupled regression with a Trident head, and refinement, for every level."""
+    """Decoupled classification, decoupled regression with a Trident head, and refinement, for every level.
+
+    ``cls_levels`` / ``reg_levels``: the neighbour levels fused into P^l for classification / regression
+    (Table 9: 'above' is P^{l+1}, 'below' is P^{l-1}; () is P^l alone), by ``fusion`` (Table 11).
+    ``refine`` (Table 10): which outputs the RefineHead refines; 'none' builds no CLFF and no RefineHead.
+    ``clff_levels``: the neighbours CLFF adds (both, unless the pyramid has one level and so no neighbours).
+    """
 
     def __init__(self, dim: int, num_classes: int, *, head_dim: int = 512, head_layers: int = 3,
-                 num_bins: int = 16, kernel_size: int = 3, prior_prob: float = 0.01):
+                 num_bins: int = 16, kernel_size: int = 3, prior_prob: float = 0.01,
+                 cls_levels: Sequence[Side] = ("above",), reg_levels: Sequence[Side] = ("below",),
+                 refine: Literal["both", "cls", "reg", "none"] = "both", fusion: FusionMode = "attention",
+                 clff_levels: Sequence[Side] = ("below", "above")):
         super().__init__()
         self.num_bins = num_bins
-        self.dcm = CrossLevelAttention(dim, upsample(dim), kernel_size)
-        self.drm = CrossLevelAttention(dim, downsample(dim), kernel_size)
+        self.dcm = NeighbourFusion(dim, cls_levels, mode=fusion, kernel_size=kernel_size)
+        self.drm = NeighbourFusion(dim, reg_levels, mode=fusion, kernel_size=kernel_size)
         tower = dict(num_layers=head_layers, kernel_size=kernel_size)
         self.cls_head = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower)
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.end_head = ConvTower(dim, head_dim, num_classes, **tower)
         # CLFF (eq. 9): depth-wise strided conv from below, transposed conv from above.
-        self.clff_down = downsample(dim, depthwise=True)
-        self.clff_up = upsample(dim)
-        self.refine_cls = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower)
-        self.refine_reg = ConvTower(dim, head_dim, 2, **tower)
+        self.clff = NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True) if refine != "none" else None
+        refine_cls, refine_reg = refine in ("both", "cls"), refine in ("both", "reg")
+        self.refine_cls = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower) if refine_cls else None
+        self.refine_reg = ConvTower(dim, head_dim, 2, **tower) if refine_reg else None
 
-    def clff(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None) -> Tensor:
-        """Eq. 9: f_c = Conv(P^{l-1}) + P^l + ConvTransposed(P^{l+1}), missing terms left out."""
-        out = p
-        if finer is not None:
-            out = out + self.clff_down(finer)
-        if coarser is not None:
-            out = out + self.clff_up(coarser)
-        return out * mask.unsqueeze(1).to(p.dtype)
-
-    def fuse_level(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None):
-        """The three task features of one level: f_cls (DCM), f_reg (DRM) and f_c (CLFF), each (B, D, T)."""
-        return self.dcm(p, mask, coarser), self.drm(p, mask, finer), self.clff(p, mask, finer, coarser)
+    # The CLFF resampling convs of eq. 9, by the paper's names.
+    clff_down = property(lambda self: self.clff.below.resample)
+    clff_up = property(lambda self: self.clff.above.resample)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
         L = len(feats)
-        fused = [self.fuse_level(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
-                 for l in range(L)]
-        # The towers share their weights across levels: run each once over all levels laid end to end.
-        mask, sizes = concat_levels(masks, masks)
-        f_cls, f_reg, f_c = (concat_levels([f[i] for f in fused], masks)[0] for i in range(3))
-        B = f_cls.shape[0]
-        heads = {
-            "cls": self.cls_head(f_cls, mask), "center": self.center_head(f_reg, mask),
-            "start": self.start_head(f_reg, mask), "end": self.end_head(f_reg, mask),
-            "refine_cls": self.refine_cls(f_c, mask), "refine_reg": self.refine_reg(f_c, mask),
-        }
-        per_level = {k: split_levels(v, sizes) for k, v in heads.items()}
+
+        def per_level(fusion: NeighbourFusion) -> list[Tensor]:
+            return [fusion(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
+                    for l in range(L)]
+
+        f_cls, f_reg = per_level(self.dcm), per_level(self.drm)
+        towers = {"cls": (self.cls_head, f_cls), "center": (self.center_head, f_reg),
+                  "start": (self.start_head, f_reg), "end": (self.end_head, f_reg)}
+        if self.clff is not None:
+            f_c = per_level(self.clff)
+            towers.update({name: (head, f_c) for name, head in (("refine_cls", self.refine_cls),
+                                                                 ("refine_reg", self.refine_reg)) if head is not None})
+        # The towers share their weights across levels: each runs once over all levels laid end to end.
+        out = run_towers(towers, masks)
         outputs = []
-        for l, T in enumerate(sizes):
-            center = per_level["center"][l].view(B, 2, self.num_bins + 1, T)
+        for l, f in enumerate(f_cls):
+            B, T = f.shape[0], f.shape[-1]
+            center = out["center"][l].view(B, 2, self.num_bins + 1, T)
             outputs.append(LevelOutputs(
-                cls_logits=per_level["cls"][l].transpose(1, 2),
-                refine_logits=per_level["refine_cls"][l].transpose(1, 2),
-                distances=trident_distances(center, per_level["start"][l], per_level["end"][l], self.num_bins),
-                refine_offsets=per_level["refine_reg"][l].transpose(1, 2),
+                cls_logits=out["cls"][l].transpose(1, 2),
+                distances=trident_distances(center, out["start"][l], out["end"][l], self.num_bins),
+                refine_logits=out["refine_cls"][l].transpose(1, 2) if "refine_cls" in out else None,
+                refine_offsets=out["refine_reg"][l].transpose(1, 2) if "refine_reg" in out else None,
             ))
         return outputs
-
-
-def concat_levels(feats: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, list[int]]:
-    """Levels (B, *, T_l) laid end to end along time, each followed by one masked-out step: (B, *, sum(T_l + 1)).
-
-    With that gap, a tower of k=3 masked convs over the concatenation equals the tower run on each level:
-    every conv re-zeroes masked steps, so no level ever reads its neighbour's features.
-    """
-    parts = []
-    for f, m in zip(feats, masks):
-        if f.dtype != torch.bool:
-            f = f * m.unsqueeze(1).to(f.dtype)
-        parts += [f, f.new_zeros(*f.shape[:-1], 1)]
-    return torch.cat(parts, -1), [f.shape[-1] for f in feats]
-
-
-def split_levels(x: Tensor, sizes: list[int]) -> list[Tensor]:
-    """Inverse of :func:`concat_levels`: (B, C, sum(T_l + 1)) -> [(B, C, T_l)]."""
-    chunks = x.split([n for T in sizes for n in (T, 1)], dim=-1)
-    return list(chunks[0::2])

@@ -2,15 +2,17 @@
 
 Shapes: B batch, C input channels, T input steps, P points over all levels, K classes.
 The detector owns what every encoder/decoder pair shares: running heads over levels, label assignment,
-the loss and its normaliser, and decoding distances into segments on the feature grid.
+the loss and its normaliser, and decoding distances into segments on the feature grid. Any encoder (L levels
+from (B, C, T)) fits any decoder (a :class:`LevelOutputs` per level); see ``build_detector``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .assigner import Points, Targets, assign, make_points
@@ -20,22 +22,35 @@ from .losses import distance_iou, iou_loss, varifocal_loss
 
 @dataclass
 class Outputs:
-    """Decoder outputs of all levels, concatenated along points (see :class:`LevelOutputs`)."""
+    """Decoder outputs of all levels, concatenated along points (see :class:`LevelOutputs`).
+
+    Decoders without refinement (ActionFormer, Trident, CLTDR with ``refine`` off for a task) leave the
+    refinement unset: the refined score and boundaries then fall back to the coarse ones.
+    """
 
     cls_logits: Tensor  # (B, P, K)
-    refine_logits: Tensor  # (B, P, K)
     distances: Tensor  # (B, P, K, 2) coarse, in strides
-    refine_offsets: Tensor  # (B, P, 2)
+    refine_logits: Optional[Tensor]  # (B, P, K) or None
+    refine_offsets: Optional[Tensor]  # (B, P, 2) or None
     mask: Tensor  # (B, P) valid points
     points: Points
     level_sizes: list[int]  # points per level
 
     @property
+    def refined(self) -> bool:
+        """Whether any output is refined (and the loss mixes refined and coarse terms)."""
+        return self.refine_logits is not None or self.refine_offsets is not None
+
+    @property
     def refined_distances(self) -> Tensor:
+        if self.refine_offsets is None:
+            return self.distances
         return refine_distances(self.distances, self.refine_offsets)
 
     @property
     def refined_log_prob(self) -> Tensor:
+        if self.refine_logits is None:
+            return F.logsigmoid(self.cls_logits)
         return refined_log_prob(self.cls_logits, self.refine_logits)
 
 
@@ -76,11 +91,16 @@ class Detector(nn.Module):
         pyramid, masks = self.encoder(feats, mask)
         levels: list[LevelOutputs] = self.decoder(pyramid, masks)
         sizes = [m.shape[1] for m in masks]
+
+        def cat(name: str) -> Tensor | None:
+            parts = [getattr(o, name) for o in levels]
+            return None if parts[0] is None else torch.cat(parts, 1)
+
         return Outputs(
-            cls_logits=torch.cat([o.cls_logits for o in levels], 1),
-            refine_logits=torch.cat([o.refine_logits for o in levels], 1),
-            distances=torch.cat([o.distances for o in levels], 1),
-            refine_offsets=torch.cat([o.refine_offsets for o in levels], 1),
+            cls_logits=cat("cls_logits"),
+            distances=cat("distances"),
+            refine_logits=cat("refine_logits"),
+            refine_offsets=cat("refine_offsets"),
             mask=torch.cat(masks, 1),
             points=make_points(sizes, self.level_ranges, feats.device),
             level_sizes=sizes,
@@ -94,7 +114,10 @@ class Detector(nn.Module):
         return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, K, 2)
 
     def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
-        """Eq. 13 on the refined outputs, mixed with the same loss on the coarse ones (released code)."""
+        """Eq. 13 on the refined outputs, mixed with the same loss on the coarse ones (released code).
+
+        Without any refinement only the coarse terms are computed (the mix would equal them anyway).
+        """
         out = self(feats, mask)
         tgt = self.targets(out, segments, labels)
         positive = tgt.positive & out.mask  # (B, P)
@@ -102,10 +125,13 @@ class Detector(nn.Module):
         if self.training:
             m = self.loss_opts.normalizer_momentum
             self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos.item(), 1))
-        w = self.loss_opts.refined_weight
-        refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask)
-        coarse = self._loss_terms(torch.nn.functional.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
-        losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
+        if out.refined:
+            w = self.loss_opts.refined_weight
+            refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask)
+            coarse = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
+            losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
+        else:
+            losses = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
         losses["loss"] = losses["cls_loss"] + losses["reg_loss"]
         losses["num_pos"] = num_pos.detach().float()
         return losses

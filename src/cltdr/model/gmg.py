@@ -1,30 +1,25 @@
 """The GMG encoder: projection, Gated Multi-Granularity blocks and the max-pool pyramid (paper eqs. 1-4).
 
 Shapes: B batch, D channels, T time steps (of the current level), F = T // 2 + 1 frequency bins.
+Each branch (instant, local, global), the gates and the kind of global branch can be switched from the config
+(Tables 6-8); :class:`GMGMixer` defines what eq. 4 becomes then.
 """
 
 from __future__ import annotations
+
+import operator
+from functools import reduce
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ChannelLayerNorm, DropPath, MaskedConv1d, masked_max_pool
+from .attention import MaskedMultiHeadAttention
+from .layers import MaskedConv1d, masked_group_norm
+from .pyramid import MixerBlock, Projection, PyramidEncoder
 
-
-class Projection(nn.Module):
-    """Two masked convs (k=3) to D channels, each followed by LayerNorm over channels and ReLU."""
-
-    def __init__(self, in_dim: int, dim: int, kernel_size: int = 3):
-        super().__init__()
-        self.convs = nn.ModuleList([MaskedConv1d(in_dim, dim, kernel_size), MaskedConv1d(dim, dim, kernel_size)])
-        self.norms = nn.ModuleList([ChannelLayerNorm(dim), ChannelLayerNorm(dim)])
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask.unsqueeze(1).to(x.dtype)
-        for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x, mask)[0])) * m
-        return x
+__all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "masked_group_norm"]
 
 
 class GlobalFilter(nn.Module):
@@ -73,79 +68,88 @@ class GlobalFilter(nn.Module):
         return out.to(x.dtype)
 
 
-class GMGBlock(nn.Module):
-    """One Gated Multi-Granularity block (eq. 4), then GroupNorm + FFN, both with residuals.
+class GMGMixer(nn.Module):
+    """The gated branches of eq. 4, without the residual: (B, D, T) -> (B, D, T).
 
-        f = x + ReLU(f_local) * FC(x) + ReLU(f_global) * f_local + f_global,  f_local = DWConv(x)
+        f = x + [ReLU(f_local) * FC(x)] + [ReLU(f_global) * Conv(x)] + [f_global],    f_local = Conv(x)
+                  instant term            local term                global term
+
+    FC is a 1x1 conv, Conv a depth-wise conv (k=3), f_global the FFT filter of eqs. 1-3 (``global_branch='fft'``)
+    or masked multi-head self-attention over the whole video (``'attention'``, Table 8). Switches (Tables 6-7):
+
+    - a branch that is off loses its term: ``global_branch='none'`` drops f_global, ``local=False`` the local
+      term, ``instant=False`` the instant term;
+    - a gate whose gating branch is off becomes the identity: without the global branch the local term is
+      ``Conv(x)``, without the local branch the instant term is ``FC(x)``;
+    - ``gate=False`` drops both gates: f = x + FC(x) + Conv(x) + f_global.
+
+    For example instant and global only: f = x + FC(x) + f_global; local only: f = x + Conv(x).
+    """
+
+    def __init__(self, dim: int, *, kernel_size: int = 3, instant: bool = True, local: bool = True,
+                 global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True, num_heads: int = 4):
+        super().__init__()
+        if not (instant or local or global_branch != "none"):
+            raise ValueError("a GMG block needs at least one of its instant, local and global branches")
+        self.gate = gate
+        self.instant = nn.Conv1d(dim, dim, 1) if instant else None
+        self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim) if local else None
+        self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
+        if global_branch == "fft":
+            self.global_filter = GlobalFilter(dim, kernel_size)
+        elif global_branch == "attention":
+            self.global_filter = MaskedMultiHeadAttention(dim, num_heads)
+
+    def _gated(self, gate: Tensor | None, x: Tensor) -> Tensor:
+        return F.relu(gate) * x if self.gate and gate is not None else x
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        f_instant = self.instant(h) if self.instant is not None else None
+        f_local = self.local(h, mask)[0] if self.local is not None else None
+        f_global = self.global_filter(h, mask) if self.global_filter is not None else None
+        terms = []
+        if f_instant is not None:
+            terms.append(self._gated(f_local, f_instant))
+        if f_local is not None:
+            terms.append(self._gated(f_global, f_local))
+        if f_global is not None:
+            terms.append(f_global)
+        return reduce(operator.add, terms)
+
+
+class GMGBlock(MixerBlock):
+    """One Gated Multi-Granularity block (eq. 4, see :class:`GMGMixer`), then GroupNorm + FFN, both residual.
 
     The branches read a LayerNorm of x (pre-norm, as TriDet's SGP block does); x itself is the residual.
     """
 
-    def __init__(self, dim: int, ffn_dim: int, kernel_size: int = 3, drop_path: float = 0.0,
-                 num_groups: int = 16):
-        super().__init__()
-        self.norm = ChannelLayerNorm(dim)
-        self.instant = nn.Conv1d(dim, dim, 1)
-        self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim)
-        self.global_filter = GlobalFilter(dim, kernel_size)
-        self.ffn_norm = nn.GroupNorm(num_groups if dim % num_groups == 0 else 1, dim)
-        self.ffn = nn.Sequential(nn.Conv1d(dim, ffn_dim, 1), nn.GELU(), nn.Conv1d(ffn_dim, dim, 1))
-        self.drop_path = DropPath(drop_path)
+    def __init__(self, dim: int, ffn_dim: int, kernel_size: int = 3, drop_path: float = 0.0, num_groups: int = 16,
+                 *, instant: bool = True, local: bool = True,
+                 global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True, num_heads: int = 4):
+        mixer = GMGMixer(dim, kernel_size=kernel_size, instant=instant, local=local, global_branch=global_branch,
+                         gate=gate, num_heads=num_heads)
+        super().__init__(dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups)
 
-    def mix(self, x: Tensor, mask: Tensor) -> Tensor:
-        """The three gated branches of eq. 4, without the residual: (B, D, T) -> (B, D, T)."""
-        m = mask.unsqueeze(1).to(x.dtype)
-        h = self.norm(x) * m
-        f_instant = self.instant(h)
-        f_local = self.local(h, mask)[0]
-        f_global = self.global_filter(h, mask)
-        return (F.relu(f_local) * f_instant + F.relu(f_global) * f_local + f_global) * m
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask.unsqueeze(1).to(x.dtype)
-        x = x * m + self.drop_path(self.mix(x, mask))
-        # GroupNorm's statistics would include padded steps: normalise each video over its valid steps.
-        return x + self.drop_path(self.ffn(masked_group_norm(self.ffn_norm, x, mask)) * m)
+    # The branches, by the names of eq. 4 (None when switched off).
+    instant = property(lambda self: self.mixer.instant)
+    local = property(lambda self: self.mixer.local)
+    global_filter = property(lambda self: self.mixer.global_filter)
 
 
-def masked_group_norm(norm: nn.GroupNorm, x: Tensor, mask: Tensor) -> Tensor:
-    """GroupNorm whose statistics are taken over valid steps only: (B, D, T) -> (B, D, T), zero on padding."""
-    B, D, T = x.shape
-    G = norm.num_groups
-    m = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
-    xg = x.reshape(B, G, D // G, T)
-    mg = m.unsqueeze(1)  # (B, 1, 1, T)
-    count = mg.sum((-1, -2), keepdim=True) * (D // G)
-    mean = (xg * mg).sum((-1, -2), keepdim=True) / count
-    var = (((xg - mean) * mg) ** 2).sum((-1, -2), keepdim=True) / count
-    out = ((xg - mean) / torch.sqrt(var + norm.eps)).reshape(B, D, T)
-    return (out * norm.weight[:, None] + norm.bias[:, None]) * m
-
-
-class GMGEncoder(nn.Module):
+class GMGEncoder(PyramidEncoder):
     """Projection, full-resolution GMG blocks, then (max-pool, GMG block) per extra level; LayerNorm per level.
 
     Input (B, C_in, T) with mask (B, T); output L levels of (B, D, T / 2^l) with their masks.
-    T must be a multiple of 2^(L-1) (the collate pads to it).
+    T must be a multiple of 2^(L-1) (the collate pads to it). The switches are those of :class:`GMGMixer`.
     """
 
     def __init__(self, in_dim: int, dim: int, num_levels: int, *, num_full_res_blocks: int = 2,
-                 ffn_dim: int = 768, kernel_size: int = 3, drop_path: float = 0.1):
-        super().__init__()
-        self.projection = Projection(in_dim, dim, kernel_size)
-        self.stem = nn.ModuleList(GMGBlock(dim, ffn_dim, kernel_size, drop_path) for _ in range(num_full_res_blocks))
-        self.branch = nn.ModuleList(GMGBlock(dim, ffn_dim, kernel_size, drop_path) for _ in range(num_levels - 1))
-        self.level_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(num_levels))
+                 ffn_dim: int = 768, kernel_size: int = 3, drop_path: float = 0.1, instant: bool = True,
+                 local: bool = True, global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True,
+                 num_heads: int = 4):
+        def block(stride: int) -> GMGBlock:
+            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, instant=instant, local=local,
+                            global_branch=global_branch, gate=gate, num_heads=num_heads)
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        x = self.projection(x, mask)
-        for block in self.stem:
-            x = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = masked_max_pool(x, mask)
-            x = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        feats = [norm(f) * m.unsqueeze(1).to(f.dtype) for norm, f, m in zip(self.level_norms, feats, masks)]
-        return feats, masks
+        super().__init__(in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks,
+                         kernel_size=kernel_size)

@@ -1,12 +1,14 @@
-"""Masked building blocks shared by the encoder and the heads.
+"""Masked building blocks shared by the encoders and the heads.
 
-Shapes: B batch, C channels, T time steps. Features are (B, C, T); masks are (B, T) bool, True on valid steps.
-Every block returns zeros on padded steps, so that a video's output never depends on its batch's padding.
+Shapes: B batch, C channels, T time steps, L levels (T_l steps at level l). Features are (B, C, T); masks are
+(B, T) bool, True on valid steps. Every block returns zeros on padded steps, so that a video's output never
+depends on its batch's padding.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -93,3 +95,53 @@ class ConvTower(nn.Module):
         for conv, norm in zip(self.convs, self.norms):
             x = F.relu(norm(conv(x, mask)[0])) * m
         return self.out(x, mask)[0]
+
+
+def masked_group_norm(norm: nn.GroupNorm, x: Tensor, mask: Tensor) -> Tensor:
+    """GroupNorm whose statistics are taken over valid steps only: (B, D, T) -> (B, D, T), zero on padding."""
+    B, D, T = x.shape
+    G = norm.num_groups
+    m = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+    xg = x.reshape(B, G, D // G, T)
+    mg = m.unsqueeze(1)  # (B, 1, 1, T)
+    count = mg.sum((-1, -2), keepdim=True) * (D // G)
+    mean = (xg * mg).sum((-1, -2), keepdim=True) / count
+    var = (((xg - mean) * mg) ** 2).sum((-1, -2), keepdim=True) / count
+    out = ((xg - mean) / torch.sqrt(var + norm.eps)).reshape(B, D, T)
+    return (out * norm.weight[:, None] + norm.bias[:, None]) * m
+
+
+def concat_levels(feats: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, list[int]]:
+    """Levels (B, *, T_l) laid end to end along time, each followed by one masked-out step: (B, *, sum(T_l + 1)).
+
+    With that gap, a tower of k=3 masked convs over the concatenation equals the tower run on each level:
+    every conv re-zeroes masked steps, so no level ever reads its neighbour's features.
+    """
+    parts = []
+    for f, m in zip(feats, masks):
+        if f.dtype != torch.bool:
+            f = f * m.unsqueeze(1).to(f.dtype)
+        parts += [f, f.new_zeros(*f.shape[:-1], 1)]
+    return torch.cat(parts, -1), [f.shape[-1] for f in feats]
+
+
+def split_levels(x: Tensor, sizes: list[int]) -> list[Tensor]:
+    """Inverse of :func:`concat_levels`: (B, C, sum(T_l + 1)) -> [(B, C, T_l)]."""
+    chunks = x.split([n for T in sizes for n in (T, 1)], dim=-1)
+    return list(chunks[0::2])
+
+
+def run_towers(towers: Mapping[str, tuple[nn.Module, list[Tensor]]], masks: list[Tensor]) -> dict[str, list[Tensor]]:
+    """Run towers whose weights are shared across levels once over all levels laid end to end.
+
+    ``towers``: name -> (tower, its per-level inputs [(B, C, T_l)]); returns name -> [(B, C_out, T_l)].
+    Towers reading the same input list share one concatenation of it.
+    """
+    mask, sizes = concat_levels(masks, masks)
+    joined: dict[int, Tensor] = {}
+    out = {}
+    for name, (tower, feats) in towers.items():
+        if id(feats) not in joined:
+            joined[id(feats)] = concat_levels(feats, masks)[0]
+        out[name] = split_levels(tower(joined[id(feats)], mask), sizes)
+    return out

@@ -1,0 +1,32 @@
+"""The ``cltdr ablate`` command: train and test every variant of an ablation spec, write a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_ablate(args) -> None:
+    from .ablate import run_ablation
+
+    try:
+        table = run_ablation(args.spec, args.out, overrides=args.set, only=args.only, progress=not args.quiet,
+                             echo=lambda msg: print(msg, flush=True))
+    except KeyboardInterrupt:
+        print(f"cltdr ablate: run `cltdr ablate {args.spec} --out {args.out}` again to continue: finished variants "
+              "are skipped and a half-trained one resumes from its last checkpoint", file=sys.stderr)
+        raise
+    print(table.read_text(), flush=True)
+    print(f"wrote {table}", flush=True)
+
+
+def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("ablate", help="train and test every variant of an ablation spec; write a Markdown table")
+    s.add_argument("spec", type=Path, help="ablation spec (YAML: base config + named overrides), e.g. ablations/*.yaml")
+    s.add_argument("--out", required=True, type=Path, help="output folder: runs/<variant>/ and table.md")
+    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config keys of every variant, after the spec's own (e.g. train.device=cuda)")
+    s.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_ablate)

@@ -1,0 +1,131 @@
+"""Optional post-processing: fuse detections with external video-level class scores (ActionFormer / TriDet on
+ActivityNet-1.3 and HACS).
+
+A class-agnostic detector finds *where* actions are; a video classifier (e.g. the CUHK scores released with
+ActionFormer) says *which* classes the video shows. For each video, the ``max_segments`` highest-scoring
+detections are repeated for the video's ``topk`` classes, each copy scored ``detection score x class score``.
+(ActionFormer writes the square root of that product; the square root keeps every ranking, so the mAP is the
+same.) Without fusion, a class-agnostic model is evaluated against the ground truth with every label merged into
+its one class (class-agnostic mAP). `cltdr test` reports both when ``dataset.fusion`` is set.
+
+Dimension letters: K classes of the score file, D detections of one video.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..config import Config
+from ..data.build import class_names
+from ..errors import DataError
+from ..utils.io import atomic_write_json
+
+
+@dataclass
+class ClassScores:
+    """Video-level class scores: ``scores[video_id]`` (K,) aligned with ``class_names`` (K,)."""
+
+    class_names: list[str]
+    scores: dict[str, np.ndarray]
+    source: str
+
+    def of(self, video_id: str) -> np.ndarray:
+        """The (K,) scores of a video; ids are also tried with and without ActivityNet's ``v_`` prefix."""
+        for key in (video_id, f"v_{video_id}", video_id.removeprefix("v_")):
+            if key in self.scores:
+                return np.asarray(self.scores[key], dtype=np.float64)
+        raise DataError(f"class score file {self.source} has no scores for video {video_id!r} "
+                        f"({len(self.scores)} videos, e.g. {next(iter(self.scores))!r})")
+
+
+def load_class_scores(path: str | os.PathLike, class_names: list[str] | None = None) -> ClassScores:
+    """Read ``{"results": {video: [K scores]}, "class": [K names]}`` (names may instead come from
+    ``class_names``) or ``{"results": {video: {name: score}}}`` (``"results"`` may be left out)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise DataError(f"class score file {path} could not be read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"class score file {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"class score file {path}: expected a JSON object, got {type(data).__name__}")
+    results = data.get("results", data)
+    names = data.get("class", class_names)
+    if not isinstance(results, dict) or not results:
+        raise DataError(f"class score file {path}: expected a non-empty mapping video id -> class scores")
+    first = next(iter(results.values()))
+    if isinstance(first, Mapping):  # {video: {name: score}}
+        names = sorted({name for v in results.values() for name in v})
+        results = {vid: [v.get(name, 0.0) for name in names] for vid, v in results.items()}
+    if not names:
+        raise DataError(f"class score file {path}: scores are lists but the file has no 'class' list of names")
+    scores = {}
+    for vid, values in results.items():
+        array = np.asarray(values, dtype=np.float64)
+        if array.shape != (len(names),) or not np.isfinite(array).all():
+            raise DataError(f"class score file {path}, video {vid!r}: expected {len(names)} finite scores, "
+                            f"got shape {array.shape}")
+        scores[vid] = array
+    return ClassScores(list(names), scores, str(path))
+
+
+def fuse_detections(
+    results: Mapping[str, list[dict[str, Any]]], scores: ClassScores, *, topk: int = 2, max_segments: int = 200
+) -> dict[str, list[dict[str, Any]]]:
+    """ActivityNet result entries -> the same videos with each kept segment repeated for the top-k classes,
+    scored detection score x class score, sorted by score."""
+    fused = {}
+    for video_id, entries in results.items():
+        kept = sorted(entries, key=lambda e: -e["score"])[:max_segments]  # D entries
+        class_scores = scores.of(video_id)  # (K,)
+        top = np.argsort(-class_scores, kind="stable")[:topk]
+        out = [{"label": scores.class_names[k], "score": float(e["score"] * class_scores[k]),
+                "segment": list(e["segment"])} for k in top for e in kept]
+        fused[video_id] = sorted(out, key=lambda e: -e["score"])
+    return fused
+
+
+def evaluation_ground_truth(cfg: Config, gt: dict[str, Any]) -> dict[str, Any]:
+    """The ground truth a model's own predictions are scored against: as is, or with every label replaced by
+    the one class of a class-agnostic model."""
+    if not cfg.dataset.class_agnostic:
+        return gt
+    (name,) = class_names(cfg)
+    merged = copy.deepcopy(gt)
+    for entry in merged.get("database", {}).values():
+        for ann in entry.get("annotations", []) if isinstance(entry, dict) else []:
+            if isinstance(ann, dict):
+                ann["label"] = name
+    return merged
+
+
+def fusion_stage(cfg: Config, results: dict[str, list[dict]], gt: dict[str, Any], subset: str):
+    """The fused results and their mAP against the real labels, or None when ``dataset.fusion`` is unset."""
+    fusion = cfg.dataset.fusion
+    if fusion is None:
+        return None
+    from ..evaluation import evaluate_map
+    from .runner import SplitResult
+
+    fused = fuse_detections(results, load_class_scores(fusion.score_file), topk=fusion.topk,
+                            max_segments=fusion.max_segments)
+    return SplitResult(fused, evaluate_map(gt, {"results": fused}, subset, cfg.test.tiou_thresholds))
+
+
+def write_fused(out_dir: str | os.PathLike, fused) -> list[Path]:
+    """Write ``predictions_fused.json`` and ``metrics_fused.json`` beside the unfused outputs."""
+    out_dir = Path(out_dir)
+    return [
+        atomic_write_json(out_dir / "predictions_fused.json",
+                          {"version": "cltdr", "results": fused.results, "external_data": {}}, indent=None),
+        atomic_write_json(out_dir / "metrics_fused.json", fused.metrics.to_json()),
+    ]

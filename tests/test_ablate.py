@@ -1,0 +1,105 @@
+"""`cltdr ablate`: a tiny two-variant table end to end, resuming a half-done one; spec validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cltdr import cli
+from cltdr.ablate import load_spec, variant_config
+from cltdr.errors import ConfigError
+from cltdr.model import build_detector, count_parameters
+from cltdr.training.checkpoint import load_checkpoint
+from cltdr.training.trainer import Trainer
+
+ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
+
+
+def _spec(tmp_path: Path, base: Path, variants: dict, **extra) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "tiny table", "base": base.name, "latency": {"videos": 2, "length": 64},
+                                    "variants": variants, **extra}, sort_keys=False))
+    return path
+
+
+def _row(table: str, name: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_ablate_writes_the_table_and_resumes_a_half_done_one(tiny_data, write_config, tmp_path, monkeypatch, capsys):
+    base = write_config(tiny_data, train={"epochs": 2, "warmup_epochs": 0})
+    spec = _spec(tmp_path, base, {"full": {}, "no_gate": {"model.gmg.gate": False}})
+    out = tmp_path / "out"
+    argv = ["ablate", str(spec), "--out", str(out), "--quiet"]
+
+    # First session: interrupted in the second epoch of the second variant.
+    real_epoch = Trainer.train_epoch
+
+    def interrupted(self, logger):
+        if self.run_dir.name == "no_gate" and self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, logger)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    assert cli.main(argv) == 130
+    assert "again to continue" in capsys.readouterr().err
+    runs = out / "runs"
+    finished = (runs / "full" / "result.json").read_text()
+    assert not (runs / "no_gate" / "result.json").exists()
+    assert load_checkpoint(runs / "no_gate" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert "pending" in _row((out / "table.md").read_text(), "no_gate")
+
+    # Second session: the finished variant is skipped, the half-trained one resumes at its second epoch.
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    started = []
+    real_init = Trainer.__init__
+
+    def recording_init(self, cfg, run_dir, **kwargs):
+        real_init(self, cfg, run_dir, **kwargs)
+        started.append((Path(run_dir).name, kwargs.get("resume"), self.epoch))
+
+    monkeypatch.setattr(Trainer, "__init__", recording_init)
+    assert cli.main(argv) == 0
+    assert started == [("no_gate", True, 1)]
+    assert (runs / "full" / "result.json").read_text() == finished
+    assert load_checkpoint(runs / "no_gate" / "checkpoints" / "last.pt")["epoch"] == 2
+
+    table = (out / "table.md").read_text()
+    assert table in capsys.readouterr().out  # the command prints it too
+    assert "cpu (" in table and "mAP@0.30" in table and "mAP@0.70" in table
+    cfg = variant_config(load_spec(spec), "no_gate")
+    row = _row(table, "no_gate").split("|")
+    assert "`model.gmg.gate=false`" in row[2]
+    assert float(row[-3]) == round(count_parameters(build_detector(cfg, 4)) / 1e6, 2)
+    assert 0 <= float(row[8].strip(" *")) <= 100 and float(row[-2]) > 0
+
+    # A finished variant whose spec changed is not silently reused.
+    _spec(tmp_path, base, {"full": {"train.epochs": 3}, "no_gate": {"model.gmg.gate": False}})
+    assert cli.main(argv) == 2
+    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
+
+
+def test_spec_errors_name_the_key(tmp_path, tiny_data, write_config):
+    base = write_config(tiny_data)
+    with pytest.raises(ConfigError, match="unknown key 'variant'"):
+        load_spec(_spec(tmp_path, base, {"a": {}}, variant={}))
+    with pytest.raises(ConfigError, match="variant name 'a b'"):
+        load_spec(_spec(tmp_path, base, {"a b": {}}))
+    spec = load_spec(_spec(tmp_path, base, {"a": {"model.gmg.gat": False}}))
+    with pytest.raises(ConfigError, match="(?s)variant 'a'.*unknown key 'model.gmg.gat'"):
+        variant_config(spec, "a")
+    with pytest.raises(ConfigError, match="ablation spec .* does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+    assert cli.main(["ablate", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o"), "--only", "b"]) == 2
+
+
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_specs_are_valid(path):
+    if path.name.endswith("_base.yaml"):
+        return
+    spec = load_spec(path)
+    assert spec.base.is_file()
+    for name in spec.variants:
+        variant_config(spec, name)
