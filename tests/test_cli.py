@@ -130,6 +130,25 @@ def test_detect_writes_one_entry_list_per_file(trained_run, tiny_data, tmp_path,
     assert "video_testing_00001" in out
 
 
+def test_detect_prepares_features_as_the_run_does(trained_run, tiny_data, tmp_path, capsys):
+    """A run whose config resizes features (ActivityNet style) detects on resized input with the resized grid."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["dataset"]["resize_to"] = 64
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    f = tiny_data.feat_dir / "video_testing_00001.npy"
+    run_ok(capsys, "detect", run, f, "--out", tmp_path / "pred.json", "--fps", "30")
+    pred = json.loads((tmp_path / "pred.json").read_text())
+    duration = ((np.load(f).shape[0] - 1) * 4 + 16) / 30  # the stored features' span, whatever the resize
+    check_result_entries(pred["results"], {f.stem: duration}, tiny_data.class_names)
+    assert pred["results"][f.stem], "no detections"
+
+
 # ------------------------------------------------------------------------------------- bad data: training
 @pytest.mark.parametrize(
     "damage, fragments",

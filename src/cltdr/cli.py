@@ -71,9 +71,10 @@ def cmd_test(args) -> None:
 def cmd_detect(args) -> None:
     import torch
 
-    from .data.build import pyramid_name
-    from .data.features import load_features
-    from .data.grid import FeatureGrid
+    import dataclasses
+
+    from .data.build import feature_store, pyramid_name
+    from .data.features import check_length, load_features
     from .inference.runner import detect, postprocess_options
     from .training.trainer import load_trained_model
     from .utils.io import atomic_write_json
@@ -81,23 +82,25 @@ def cmd_detect(args) -> None:
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
     if args.preset:
         cfg.test.preset = args.preset
-    fps = args.fps or cfg.dataset.default_fps
+    fps = args.fps or cfg.dataset.feat_fps or cfg.dataset.default_fps
     if fps is None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
-    grid = FeatureGrid(fps=fps, feat_stride=args.feat_stride or cfg.dataset.feat_stride,
-                       num_frames=args.num_frames or cfg.dataset.num_frames)
+    # The run's own preparation (layout, downsampling, resizing), with the stored grid overridable by flags.
+    store = dataclasses.replace(feature_store(cfg), feat_stride=args.feat_stride or cfg.dataset.feat_stride,
+                                num_frames=args.num_frames or cfg.dataset.num_frames)
     opts = postprocess_options(cfg)
     results = {}
     for path in map(Path, args.features):
         video_id = path.stem
-        feats = load_features(path, video_id=video_id, input_dim=cfg.dataset.input_dim, min_length=model.divisor,
-                              min_length_reason=pyramid_name(cfg))
-        T = feats.shape[0]
-        # The last feature ends at frame (T - 1) * stride + num_frames.
-        duration = ((T - 1) * grid.feat_stride + grid.num_frames) / grid.fps
+        stored = load_features(path, video_id=video_id, input_dim=cfg.dataset.input_dim, keys=store.keys,
+                               layout=store.layout)
+        # The stored features span frames [0, (T - 1) * stride + num_frames).
+        duration = ((stored.shape[0] - 1) * store.feat_stride + store.num_frames) / fps
+        feats, grid = store.prepare(stored, fps)
+        check_length(feats.shape[0], model.divisor, pyramid_name(cfg), f"video {video_id!r}: feature file {path}")
         results[video_id] = detect(model, torch.from_numpy(feats).T.contiguous(), grid, duration, opts,
                                    cfg.dataset.class_names, device)[: args.top]
-        _print(f"{video_id}: {T} steps, {duration:.1f} s, {len(results[video_id])} detections")
+        _print(f"{video_id}: {stored.shape[0]} steps, {duration:.1f} s, {len(results[video_id])} detections")
     atomic_write_json(args.out, {"version": "cltdr", "results": results, "external_data": {}}, indent=None)
     _print(f"wrote {args.out}")
 
