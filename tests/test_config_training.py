@@ -138,3 +138,10 @@ def test_shipped_configs_are_valid():
     assert len(paths) >= 3
     for path in paths:
         load_config(path)
+
+
+def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
+    from cltdr.utils import io
+
+    path = atomic_write(tmp_path / "out.txt", lambda f: f.write("x"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~io._UMASK  # not mkstemp's owner-only 0o600

@@ -8,6 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+# mkstemp creates files readable by their owner only; outputs get the permissions of an ordinary file instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
@@ -15,6 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
