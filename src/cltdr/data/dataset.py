@@ -206,6 +206,18 @@ class Batch:
         return self._map(lambda t: t.pin_memory())
 
 
+def pad_features(feats: list[Tensor], divisor: int) -> tuple[Tensor, Tensor]:
+    """[(C, T_b)] -> zero-padded (B, C, T) and its mask (B, T), T the longest T_b rounded up to ``divisor``."""
+    lengths = [f.shape[1] for f in feats]
+    padded_len = -(-max(lengths) // divisor) * divisor
+    out = feats[0].new_zeros((len(feats), feats[0].shape[0], padded_len))  # (B, C, T)
+    mask = torch.zeros((len(feats), padded_len), dtype=torch.bool, device=feats[0].device)  # (B, T)
+    for b, (f, t) in enumerate(zip(feats, lengths)):
+        out[b, :, :t] = f
+        mask[b, :t] = True
+    return out, mask
+
+
 def collate(samples: list[VideoSample], divisor: int) -> Batch:
     """Stack samples, zero-padding to the longest one rounded up to a multiple of ``divisor`` (dynamic padding)."""
     if not samples:
@@ -215,13 +227,7 @@ def collate(samples: list[VideoSample], divisor: int) -> Batch:
     channels = {s.feats.shape[0] for s in samples}
     if len(channels) != 1:
         raise ValueError(f"samples have different channel counts {sorted(channels)}")
-    lengths = [s.feats.shape[1] for s in samples]
-    padded_len = -(-max(lengths) // divisor) * divisor
-    feats = samples[0].feats.new_zeros((len(samples), channels.pop(), padded_len))  # (B, C, T)
-    mask = torch.zeros((len(samples), padded_len), dtype=torch.bool)  # (B, T)
-    for b, (s, t) in enumerate(zip(samples, lengths)):
-        feats[b, :, :t] = s.feats
-        mask[b, :t] = True
+    feats, mask = pad_features([s.feats for s in samples], divisor)
     return Batch(
         feats=feats,
         mask=mask,

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data.build import load_split, make_dataset
+from ..data.dataset import pad_features
 from ..data.grid import FeatureGrid
 from ..evaluation import MapResult, evaluate_map
 from ..evaluation.map import load_json
@@ -29,13 +30,7 @@ def raw_predictions(model, feats: torch.Tensor, device) -> tuple[list[torch.Tens
     """One video's features (C, T) -> the model's pre-NMS output on CPU, per level l: scores (T_l, K) and
     class-wise segments (T_l, K, 2) in grid steps (``Detector.predict``), for post-processing or inspection."""
     model.eval()
-    divisor = model.divisor
-    T = feats.shape[-1]
-    padded = -(-T // divisor) * divisor
-    x = torch.zeros(1, feats.shape[0], padded, device=device)
-    x[0, :, :T] = feats.to(device)
-    mask = torch.zeros(1, padded, dtype=torch.bool, device=device)
-    mask[0, :T] = True
+    x, mask = pad_features([feats.to(device)], model.divisor)
     scores, segments = model.predict(x, mask)[0]
     return [s.float().cpu() for s in scores], [s.float().cpu() for s in segments]
 
