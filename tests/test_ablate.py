@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from cltdr import cli
@@ -103,3 +104,49 @@ def test_shipped_specs_are_valid(path):
     assert spec.base.is_file()
     for name in spec.variants:
         variant_config(spec, name)
+
+
+def test_ablate_with_seeds_shows_mean_and_std(tiny_data, write_config, tmp_path, capsys):
+    """--seeds 2: each variant trains seeds S and S + 1 into runs/<name>/seed-<S>; the row is their mean ± std."""
+    import json
+    import statistics
+
+    base = write_config(tiny_data, train={"epochs": 1, "warmup_epochs": 0, "seed": 5})
+    spec = _spec(tmp_path, base, {"full": {}})
+    out = tmp_path / "out"
+    assert cli.main(["ablate", str(spec), "--out", str(out), "--quiet", "--seeds", "2"]) == 0
+    capsys.readouterr()
+    per_seed = [json.loads((out / "runs" / "full" / f"seed-{s}" / "result.json").read_text()) for s in (5, 6)]
+    assert [r["seed"] for r in per_seed] == [5, 6]
+    values = [r["average_mAP"] for r in per_seed]
+    cell = _row((out / "table.md").read_text(), "full").split("|")[8].strip(" *")
+    assert cell == f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+    assert "2 training seeds" in (out / "table.md").read_text()
+
+
+def test_train_seeds_reports_mean_and_std_and_resumes(tiny_data, write_config, tmp_path, capsys, monkeypatch):
+    import json
+    import statistics
+
+    config = write_config(tiny_data, train={"epochs": 1, "warmup_epochs": 0, "seed": 3})
+    out = tmp_path / "seeds"
+    assert cli.main(["train", str(config), "--out", str(out), "--seeds", "2", "--quiet"]) == 0
+    shown = capsys.readouterr().out
+    summary = json.loads((out / "seeds.json").read_text())
+    per_seed = [json.loads((out / f"seed-{s}" / "result.json").read_text())["average_mAP"] for s in (3, 4)]
+    assert summary["seeds"] == [3, 4] and summary["per_seed"] == per_seed
+    assert abs(summary["average_mAP"] - statistics.fmean(per_seed)) < 1e-12
+    assert abs(summary["average_mAP_std"] - statistics.stdev(per_seed)) < 1e-12
+    assert "2 seeds [3, 4]: average mAP" in shown and "±" in shown
+    assert (out / "seed-4" / "metrics.json").is_file() and (out / "seed-4" / "predictions.json").is_file()
+    # the seeds differ (initialisation and crops follow train.seed)
+    a = load_checkpoint(out / "seed-3" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(out / "seed-4" / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+    # again without --resume: refused; with it, finished seeds are kept and nothing trains
+    assert cli.main(["train", str(config), "--out", str(out), "--seeds", "2", "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "fit", lambda self: pytest.fail("a finished seed was trained again"))
+    assert cli.main(["train", str(config), "--out", str(out), "--seeds", "2", "--resume", "--quiet"]) == 0
+    assert cli.main(["train", str(config), "--out", str(out), "--seeds", "0", "--quiet"]) == 2

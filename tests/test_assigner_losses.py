@@ -138,7 +138,7 @@ def test_eq13_paper_normaliser():
     label = [-1, 0, -1, 1, -1]
     tgt = Targets(cls, reg)
     valid = torch.tensor([[True, True, True, True, False]])
-    out = det._loss_terms(log_p, dist, tgt, valid)
+    out = det._loss_terms(log_p, dist, tgt, valid, det.loss_normalizer)
 
     def step_vfl(t):
         q = torch.zeros(K)
@@ -159,7 +159,23 @@ def test_eq13_paper_normaliser():
     assert abs(float(out["reg_loss"]) - reg_ref) < 1e-5
 
     det = _toy_detector("positives")
-    out = det._loss_terms(log_p, dist, tgt, valid)
+    out = det._loss_terms(log_p, dist, tgt, valid, det.loss_normalizer)
     total_vfl = sum(step_vfl(t) for t in range(4))
     assert abs(float(out["cls_loss"]) - total_vfl / 4.0) < 1e-5  # over the running normaliser (init 4)
     assert abs(float(out["reg_loss"]) - 2 * reg_ref / 4.0) < 1e-5
+
+
+def test_loss_normaliser_starts_from_the_first_batch():
+    """Unset (no normalizer_init), the first training batch's positive count is the normaliser; then the EMA
+    m * running + (1 - m) * max(count, 1) follows, and an explicit initial value is kept as the start."""
+    from cltdr.model.detector import update_normalizer
+
+    unset = torch.tensor(0.0)
+    assert float(update_normalizer(unset, torch.tensor(17), 0.9)) == 17.0
+    assert float(update_normalizer(unset, torch.tensor(0), 0.9)) == 1.0  # never 0
+    assert abs(float(update_normalizer(torch.tensor(17.0), torch.tensor(27), 0.9)) - (0.9 * 17 + 0.1 * 27)) < 1e-5
+    assert abs(float(update_normalizer(torch.tensor(100.0), torch.tensor(0), 0.9)) - (90 + 0.1)) < 1e-5
+
+    det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
+                   level_ranges=[(0, math.inf)], loss=LossOptions())
+    assert float(det.loss_normalizer) == 0.0  # unset until the first training batch

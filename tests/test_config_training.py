@@ -87,8 +87,42 @@ def test_ema_update():
     before = ema.module.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(1.0)
-    ema.update(model)
+    ema.update(model, step=0)
     torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_ema_decay_warm_up():
+    """min(decay, 1 - (1 + n)^-p): step 0 copies the weights, the decay grows with the step and is capped."""
+    from cltdr.training.ema import ema_decay_at
+
+    assert ema_decay_at(0, 0.999, 0.75) == 0.0
+    for n in (1, 10, 59, 500, 4000):
+        assert abs(ema_decay_at(n, 0.999, 0.75) - (1 - (1 + n) ** -0.75)) < 1e-12
+    assert ema_decay_at(10**4, 0.999, 0.75) == 0.999 and ema_decay_at(10**6, 0.999, 0.75) == 0.999
+    assert ema_decay_at(3, 0.999, None) == 0.999
+    decays = [ema_decay_at(n, 0.999, 0.75) for n in range(20000)]
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    # A short schedule (60 steps) forgets its start: step 10's weights keep under 1% of the average after it
+    # (the constant decay keeps ~95% of 0.1% for them and 94% for the initial weights).
+    share_of_step_10 = (1 - ema_decay_at(10, 0.999, 0.75)) * math.prod(ema_decay_at(n, 0.999, 0.75)
+                                                                        for n in range(11, 60))
+    assert share_of_step_10 < 0.01
+
+
+def test_ema_warm_up_tracks_the_weights():
+    """On a weight moving by 1 per step (w(n) = n) an EMA of decay d lags d / (1 - d) steps behind: with the
+    warm-up under (1 + n)^p after n steps, with the constant 0.999 hundreds of steps (it still holds the start)."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = ModelEMA(model, decay=0.999, warmup_power=0.75)
+    plain = ModelEMA(model, decay=0.999)
+    for n in range(300):
+        with torch.no_grad():
+            model.weight.fill_(float(n))
+        ema.update(model, n)
+        plain.update(model, n)
+    lag = 299 - float(ema.module.weight)
+    assert lag < 300 ** 0.75, lag  # 72
+    assert 299 - float(plain.module.weight) > 100  # the constant decay still holds the start
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):

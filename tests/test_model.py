@@ -162,6 +162,35 @@ def test_refined_boundaries_are_eqs_11_12():
     torch.testing.assert_close(t + r[..., 1], end + off[:, :, None, 1])  # e' = e + R_eo
 
 
+def test_refined_boundaries_clamped_at_the_point():
+    d = torch.rand(2, 5, 3, 2) * 4
+    off = torch.randn(2, 5, 2) * 6
+    r = refine_distances(d, off, clamp=True)
+    torch.testing.assert_close(r, refine_distances(d, off).clamp(min=0))
+    assert (r >= 0).all() and (refine_distances(d, off) < 0).any()
+
+
+@pytest.mark.parametrize("offset_init,clamp", [("zero", True), ("default", False)])
+def test_refinement_offsets_start_at_zero(offset_init, clamp):
+    """offset_init 'zero': before training the refined boundaries are the coarse ones on every level;
+    'default' moves them. clamp_refined reaches the detector's refined distances."""
+    torch.manual_seed(3)
+    model = build_detector(small_cfg(cltdr={"offset_init": offset_init, "clamp_refined": clamp}), 3).eval()
+    x, mask = torch.randn(2, 12, 32), _mask([32, 20], 32)
+    out = model(x * mask[:, None], mask)
+    assert out.clamp_refined is clamp
+    if offset_init == "zero":
+        assert torch.equal(out.refine_offsets, torch.zeros_like(out.refine_offsets))
+        torch.testing.assert_close(out.refined_distances, out.distances)
+    else:
+        assert out.refine_offsets[out.mask].abs().min() > 0
+    # the zero-initialised tower still learns: its last conv gets a gradient
+    model.train()
+    loss = model.loss(x * mask[:, None], mask, [torch.tensor([[2.0, 9.0]])] * 2, [torch.tensor([1])] * 2)["loss"]
+    loss.backward()
+    assert model.decoder.refine_reg.out.weight.grad.abs().sum() > 0
+
+
 def test_trident_expectation_against_loop():
     B, K, T, nb = 2, 3, 7, 4
     center = torch.randn(B, 2, nb + 1, T)

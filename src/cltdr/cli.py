@@ -34,6 +34,18 @@ def cmd_train(args) -> None:
     from .training.trainer import Trainer
 
     cfg = load_config(args.config, args.set)
+    if args.seeds is not None:
+        from .ablate import format_mean_std, train_seeds
+
+        if args.seeds < 1:
+            raise CltdrError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
+        s = train_seeds(cfg, args.out, args.seeds, resume=args.resume, progress=not args.quiet, echo=_print)
+        cells = " | ".join(f"{k}: {format_mean_std(s['mAP'][k], s['mAP_std'][k])}" for k in s["mAP"])
+        _print(f"{args.seeds} seeds {s['seeds']}: average mAP {format_mean_std(s['average_mAP'], s['average_mAP_std'])}"
+               f" (per seed: {', '.join(f'{100 * v:.2f}' for v in s['per_seed'])})\nmAP (%) at tIoU {cells}")
+        _print(f"wrote {args.out / 'seeds.json'}; each seed's run, metrics.json and predictions.json in "
+               f"{args.out}/seed-<S>")
+        return
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
     last = trainer.fit()
     _print(f"training done: {last}")
@@ -51,7 +63,7 @@ def cmd_test(args) -> None:
     from .inference.runner import evaluate_split
     from .training.trainer import load_trained_model
 
-    cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
+    cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device, args.weights)
     if args.preset:
         cfg.test.preset = args.preset
     subset = args.subset or cfg.dataset.test_subset
@@ -79,7 +91,7 @@ def cmd_detect(args) -> None:
     from .training.trainer import load_trained_model
     from .utils.io import atomic_write_json
 
-    cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
+    cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device, args.weights)
     if args.preset:
         cfg.test.preset = args.preset
     fps = args.fps or cfg.dataset.feat_fps or cfg.dataset.default_fps
@@ -150,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, logs, config)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. train.lr=2e-4")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="train N seeds (train.seed, +1, ...) into OUT/seed-<S>, test each on the test subset and "
+                        "report the mean and standard deviation (OUT/seeds.json)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
@@ -159,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("run_dir", type=Path)
         s.add_argument("--checkpoint", default=None, help="'last', 'best' or a path (default: best if kept, else last)")
         s.add_argument("--device", default="auto")
+        s.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                       help="the EMA weights (default, when the run kept an EMA) or the optimiser's raw weights")
         s.add_argument("--quiet", action="store_true")
         s.add_argument("--preset", choices=("benchmark", "deployment"), default=None,
                        help="post-processing preset, replacing test.preset (keys the config sets still override)")

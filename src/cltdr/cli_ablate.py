@@ -12,7 +12,7 @@ def cmd_ablate(args) -> None:
 
     try:
         table = run_ablation(args.spec, args.out, overrides=args.set, only=args.only, progress=not args.quiet,
-                             echo=lambda msg: print(msg, flush=True))
+                             seeds=args.seeds, echo=lambda msg: print(msg, flush=True))
     except KeyboardInterrupt:
         print(f"cltdr ablate: run `cltdr ablate {args.spec} --out {args.out}` again to continue: finished variants "
               "are skipped and a half-trained one resumes from its last checkpoint", file=sys.stderr)
@@ -28,5 +28,8 @@ def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config keys of every variant, after the spec's own (e.g. train.device=cuda)")
     s.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
+    s.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="train N seeds of every variant (train.seed, +1, ...); the table shows mean ± std "
+                        "(default: the spec's seeds, else 1)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_ablate)

@@ -206,6 +206,15 @@ class CLTDROptions(_Section):
         "attention", description="How a neighbour level is fused (Table 11): channel attention (eqs. 5-8), "
         "addition, or concatenation with Conv(P_l) and a 1x1 conv."
     )
+    offset_init: Literal["zero", "default"] = Field(
+        "zero", description="Initial boundary refinement R_so, R_eo (in level strides): 'zero' starts from the "
+        "coarse boundaries; 'default' is PyTorch's conv init, which at stride 32 moves boundaries by ~8 steps "
+        "at random before any training (the paper does not say)."
+    )
+    clamp_refined: bool = Field(
+        True, description="Keep refined start / end distances >= 0, so a refined segment contains its point "
+        "(released code; the paper does not say)."
+    )
 
     @model_validator(mode="after")
     def _check_levels(self):
@@ -304,7 +313,10 @@ class LossConfig(_Section):
         "'paper': eq. 13 literally, negatives over the negative count.",
     )
     normalizer_momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the positive count.")
-    normalizer_init: float = Field(100.0, gt=0, description="Initial value of that EMA.")
+    normalizer_init: Optional[float] = Field(
+        None, gt=0, description="Initial value of that EMA; None: the first training batch's positive count (the "
+        "released code starts at 100, while a THUMOS14 or GTEA batch holds 13-200 positives)."
+    )
 
 
 class TrainConfig(_Section):
@@ -317,6 +329,11 @@ class TrainConfig(_Section):
     batch_size: int = Field(2, ge=1, description="Videos per batch.")
     clip_grad_norm: Optional[float] = Field(1.0, gt=0, description="Gradient clipping L2 norm (None: off).")
     ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="Model EMA decay (None: no EMA).")
+    ema_warmup_power: Optional[float] = Field(
+        0.75, gt=0, description="Warm-up of the EMA decay: step n uses min(ema_decay, 1 - (1 + n)^-power), so a "
+        "short schedule's EMA forgets the initial weights (3/4 reaches 0.999 after 10k steps; None: the constant "
+        "decay of the released code)."
+    )
     seed: int = Field(2024, description="Seed of initialisation, crops and noise.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")

@@ -122,12 +122,14 @@ class LevelOutputs:
     refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12
 
 
-def refine_distances(distances: Tensor, offsets: Tensor) -> Tensor:
+def refine_distances(distances: Tensor, offsets: Tensor, clamp: bool = False) -> Tensor:
     """Eqs. 11-12 in distance form: s' = s + R_so and e' = e + R_eo, with s = t - d_s and e = t + d_e.
 
-    distances (B, T, K, 2), offsets (B, T, 2) -> (B, T, K, 2).
+    distances (B, T, K, 2), offsets (B, T, 2) -> (B, T, K, 2). With ``clamp`` each refined distance is kept
+    >= 0 (the released code), so a refined segment still contains its point, as every positive's target does.
     """
-    return torch.stack([distances[..., 0] - offsets[:, :, None, 0], distances[..., 1] + offsets[:, :, None, 1]], -1)
+    out = torch.stack([distances[..., 0] - offsets[:, :, None, 0], distances[..., 1] + offsets[:, :, None, 1]], -1)
+    return out.clamp(min=0) if clamp else out
 
 
 def refined_log_prob(cls_logits: Tensor, refine_logits: Tensor) -> Tensor:
@@ -142,13 +144,16 @@ class CLTDRDecoder(nn.Module):
     (Table 9: 'above' is P^{l+1}, 'below' is P^{l-1}; () is P^l alone), by ``fusion`` (Table 11).
     ``refine`` (Table 10): which outputs the RefineHead refines; 'none' builds no CLFF and no RefineHead.
     ``clff_levels``: the neighbours CLFF adds (both, unless the pyramid has one level and so no neighbours).
+    ``offset_init``: 'zero' starts the boundary refinement R_so, R_eo at 0 (the coarse boundaries), 'default'
+    with PyTorch's conv initialisation. ``clamp_refined``: refined distances are kept >= 0 (released code).
     """
 
     def __init__(self, dim: int, num_classes: int, *, head_dim: int = 512, head_layers: int = 3,
                  num_bins: int = 16, kernel_size: int = 3, prior_prob: float = 0.01,
                  cls_levels: Sequence[Side] = ("above",), reg_levels: Sequence[Side] = ("below",),
                  refine: Literal["both", "cls", "reg", "none"] = "both", fusion: FusionMode = "attention",
-                 clff_levels: Sequence[Side] = ("below", "above")):
+                 clff_levels: Sequence[Side] = ("below", "above"), offset_init: Literal["zero", "default"] = "zero",
+                 clamp_refined: bool = True):
         super().__init__()
         self.num_bins = num_bins
         self.dcm = NeighbourFusion(dim, cls_levels, mode=fusion, kernel_size=kernel_size)
@@ -162,7 +167,9 @@ class CLTDRDecoder(nn.Module):
         self.clff = NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True) if refine != "none" else None
         refine_cls, refine_reg = refine in ("both", "cls"), refine in ("both", "reg")
         self.refine_cls = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower) if refine_cls else None
-        self.refine_reg = ConvTower(dim, head_dim, 2, **tower) if refine_reg else None
+        self.refine_reg = (ConvTower(dim, head_dim, 2, zero_init=offset_init == "zero", **tower) if refine_reg
+                           else None)
+        self.clamp_refined = clamp_refined
 
     # The CLFF resampling convs of eq. 9, by the paper's names.
     clff_down = property(lambda self: self.clff.below.resample)

@@ -35,6 +35,7 @@ class Outputs:
     mask: Tensor  # (B, P) valid points
     points: Points
     level_sizes: list[int]  # points per level
+    clamp_refined: bool = False  # refined distances kept >= 0 (the decoder's choice, see refine_distances)
 
     @property
     def refined(self) -> bool:
@@ -45,7 +46,7 @@ class Outputs:
     def refined_distances(self) -> Tensor:
         if self.refine_offsets is None:
             return self.distances
-        return refine_distances(self.distances, self.refine_offsets)
+        return refine_distances(self.distances, self.refine_offsets, self.clamp_refined)
 
     @property
     def refined_log_prob(self) -> Tensor:
@@ -62,9 +63,16 @@ class LossOptions:
     refined_weight: float = 0.7
     normalizer: str = "positives"
     normalizer_momentum: float = 0.9
-    normalizer_init: float = 100.0
+    normalizer_init: Optional[float] = None  # None: the first training batch's positive count
     center_radius: float = 1.5
     multi_label: bool = False
+
+
+def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
+    """The loss normaliser after one batch: ``m * running + (1 - m) * max(num_pos, 1)``, or the batch's count
+    itself while ``running`` is 0 (not yet set). Tensor ops only, so a training step never waits on the device."""
+    n = num_pos.clamp(min=1).to(running.dtype)
+    return torch.where(running > 0, momentum * running + (1 - momentum) * n, n)
 
 
 class Detector(nn.Module):
@@ -77,8 +85,9 @@ class Detector(nn.Module):
         self.num_levels = len(level_ranges)
         self.level_ranges = [tuple(r) for r in level_ranges]
         self.loss_opts = loss
-        # Running positive count (OpenTAD keeps it as a buffer, so checkpoints carry it).
-        self.register_buffer("loss_normalizer", torch.tensor(float(loss.normalizer_init)))
+        # Running positive count (OpenTAD keeps it as a buffer, so checkpoints carry it); 0 until the first
+        # training batch sets it when no initial value is given.
+        self.register_buffer("loss_normalizer", torch.tensor(float(loss.normalizer_init or 0.0)))
 
     @property
     def divisor(self) -> int:
@@ -104,6 +113,7 @@ class Detector(nn.Module):
             mask=torch.cat(masks, 1),
             points=make_points(sizes, self.level_ranges, feats.device),
             level_sizes=sizes,
+            clamp_refined=getattr(self.decoder, "clamp_refined", False),
         )
 
     # ----------------------------------------------------------------------------------------- training
@@ -123,20 +133,23 @@ class Detector(nn.Module):
         positive = tgt.positive & out.mask  # (B, P)
         num_pos = positive.sum()
         if self.training:
-            m = self.loss_opts.normalizer_momentum
-            self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos.item(), 1))
+            self.loss_normalizer.copy_(update_normalizer(self.loss_normalizer, num_pos,
+                                                         self.loss_opts.normalizer_momentum))
+        # In evaluation before any training step the normaliser is still unset: this batch's count stands in.
+        normalizer = torch.where(self.loss_normalizer > 0, self.loss_normalizer, num_pos.clamp(min=1).float())
         if out.refined:
             w = self.loss_opts.refined_weight
-            refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask)
-            coarse = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
+            refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask, normalizer)
+            coarse = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask, normalizer)
             losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
         else:
-            losses = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask)
+            losses = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask, normalizer)
         losses["loss"] = losses["cls_loss"] + losses["reg_loss"]
         losses["num_pos"] = num_pos.detach().float()
         return losses
 
-    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor) -> dict[str, Tensor]:
+    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor,
+                    normalizer: Tensor) -> dict[str, Tensor]:
         """VFL over valid points and IoU loss over positive (point, class) pairs.
 
         log_p (B, P, K), dist (B, P, K, 2), valid (B, P). Each positive pair's VFL target is the tIoU of the
@@ -158,7 +171,7 @@ class Detector(nn.Module):
             sigma = q.sum(-1)[positive] / pairs.sum(-1)[positive]  # (N_pos,)
             cls = (sigma * vfl[positive]).sum() / n_pos + vfl[valid & ~positive].sum() / n_neg
             return {"cls_loss": cls, "reg_loss": reg.sum() / n_pos}
-        return {"cls_loss": vfl.sum() / self.loss_normalizer, "reg_loss": reg.sum() / self.loss_normalizer}
+        return {"cls_loss": vfl.sum() / normalizer, "reg_loss": reg.sum() / normalizer}
 
     # ---------------------------------------------------------------------------------------- inference
     @torch.no_grad()

@@ -76,11 +76,11 @@ class ConvTower(nn.Module):
     """``num_layers`` masked convs; LayerNorm + ReLU after all but the last, which predicts ``out_channels``.
 
     Every head of the decoder is one of these (classification, Trident centre / start / end branches,
-    refinement), so they differ only in widths and the initial bias.
+    refinement), so they differ only in widths and the initialisation of the last conv.
     """
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int, *, num_layers: int = 3,
-                 kernel_size: int = 3, prior_prob: float | None = None):
+                 kernel_size: int = 3, prior_prob: float | None = None, zero_init: bool = False):
         super().__init__()
         widths = [in_channels] + [hidden] * (num_layers - 1)
         self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])
@@ -89,6 +89,11 @@ class ConvTower(nn.Module):
         if prior_prob is not None:
             # Start every step at foreground probability prior_prob, as in focal-loss detectors.
             nn.init.constant_(self.out.bias, -math.log((1 - prior_prob) / prior_prob))
+        if zero_init:
+            # Start predicting exactly 0 (a refinement that begins as the identity); the weights still get
+            # gradients, so the tower learns from the first step.
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(1).to(x.dtype)

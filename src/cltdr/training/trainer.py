@@ -103,7 +103,7 @@ class Trainer:
             self.optimizer,
             lambda step: warmup_cosine(step, warmup_steps=t.warmup_epochs * self.iters_per_epoch,
                                        total_steps=self.total_epochs * self.iters_per_epoch))
-        self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay else None
+        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup_power) if t.ema_decay else None
         self.epoch = 0
         self.best: dict | None = None
         if resume:
@@ -157,13 +157,13 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
+            step = self.epoch * self.iters_per_epoch + i
             if self.ema:
-                self.ema.update(self.model)
+                self.ema.update(self.model, step)
             values = {k: v.item() for k, v in losses.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{values['loss']:.3f}")
-            step = self.epoch * self.iters_per_epoch + i
             if step % self.cfg.train.log_every == 0:
                 logger.log(step, epoch=self.epoch + 1, lr=self.scheduler.get_last_lr()[0], **values)
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
@@ -198,10 +198,12 @@ class Trainer:
         return result.metrics.average_mAP
 
 
-def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto"):
-    """A run's config and its model with the evaluation weights (EMA when trained with it), in eval mode.
+def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
+                       weights: str = "ema"):
+    """A run's config and its model with the evaluation weights, in eval mode.
 
-    ``checkpoint`` is a path, 'last', 'best', or None (best when the run kept one, else last).
+    ``checkpoint`` is a path, 'last', 'best', or None (best when the run kept one, else last). ``weights``:
+    'ema' (the EMA when the run kept one, else the raw weights) or 'raw' (the optimiser's weights).
     """
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
@@ -212,9 +214,11 @@ def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None
     state = load_checkpoint(path, map_location=dev)
     check_compatible(state["config"], cfg.model_dump(mode="json"), path)
     model = build_detector(cfg, len(cfg.dataset.class_names)).to(dev)
-    weights = state["ema"] if state.get("ema") is not None else state["model"]
+    if weights not in ("ema", "raw"):
+        raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")
+    chosen = state["ema"] if weights == "ema" and state.get("ema") is not None else state["model"]
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(chosen)
     except RuntimeError as e:
         raise CltdrError(f"checkpoint {path} does not fit the model of {run_dir / 'config.yaml'}: {e}") from None
     return cfg, model.eval(), dev
