@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +255,68 @@ def test_thumos_model_size():
     cfg = config_from_dict({"dataset": {"annotation_file": "a", "feat_dir": "f"}})
     n = count_parameters(build_detector(cfg, 20))
     assert 15e6 < n < 30e6  # paper: 17.6 M, released code: 21.9 M (see README)
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_thumos14_config_builds_the_paper_size():
+    """Table 15: 17.6 M parameters in all; Table 8: 9.5 M in the GMG encoder (with the FFT global branch)."""
+    from cltdr.config import load_config
+
+    model = build_detector(load_config(CONFIGS / "thumos14_i3d.yaml"), 20)
+    assert abs(count_parameters(model) - 17.6e6) <= 0.5e6, count_parameters(model)
+    assert abs(count_parameters(model.encoder) - 9.5e6) <= 0.3e6, count_parameters(model.encoder)
+    dec = model.decoder
+    # the depth-wise convs of the paper's implementation details, and the shared RefineHead tower
+    for conv in (dec.dcm.above.conv, dec.drm.below.conv, dec.drm.below.resample, dec.clff.below.resample,
+                 dec.dcm.above.resample, dec.clff.above.resample):
+        assert conv.groups == conv.in_channels == 512
+    assert dec.refine_head is not None and dec.refine_cls is None and dec.refine_reg is None
+    assert dec.refine_head.out.out_channels == 20 + 2
+
+
+def test_shared_refine_tower_splits_into_the_two_refinements():
+    """shared_refine: one tower's K + 2 output channels are R_co (started at the prior) and R_so, R_eo (zero)."""
+    torch.manual_seed(0)
+    model = build_detector(small_cfg(cltdr={"shared_refine": True}), 3).eval()
+    head = model.decoder.refine_head
+    assert torch.allclose(head.out.bias[:3], torch.full((3,), -math.log(99.0)))
+    assert torch.equal(head.out.weight[3:], torch.zeros_like(head.out.weight[3:]))
+    with torch.no_grad():
+        head.out.weight.normal_()
+    x, mask = torch.randn(1, 12, 32), _mask([32], 32)
+    out = model(x, mask)
+    feats, masks = model.encoder(x, mask)
+    f_c = [model.decoder.clff(feats[l], masks[l], feats[l - 1] if l else None, feats[l + 1] if l < 3 else None)
+           for l in range(4)]
+    direct = torch.cat([head(f, m) for f, m in zip(f_c, masks)], -1).transpose(1, 2)  # (1, P, K + 2)
+    torch.testing.assert_close(out.refine_logits, direct[..., :3], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.refine_offsets, direct[..., 3:], atol=1e-5, rtol=1e-4)
+
+
+def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
+    """detach_boundary: what the Trident start / end towers read carries no gradient; the centre tower's does."""
+    torch.manual_seed(0)
+    x, mask = torch.randn(1, 12, 32), _mask([32], 32)
+    for detach in (False, True):
+        model = build_detector(small_cfg(cltdr={"detach_boundary": detach}), 3)
+        seen = {}
+        for name in ("start_head", "end_head", "center_head"):
+            getattr(model.decoder, name).register_forward_pre_hook(
+                lambda mod, args, name=name: seen.update({name: args[0].requires_grad}))
+        model(x, mask)
+        assert seen == {"start_head": not detach, "end_head": not detach, "center_head": True}
+
+
+@pytest.mark.parametrize("key", ["depthwise", "depthwise_up", "shared_refine", "detach_boundary"])
+def test_layout_options_keep_outputs_padding_invariant(key):
+    torch.manual_seed(0)
+    model = build_detector(small_cfg(cltdr={key: True}), 3).eval()
+    x = torch.randn(2, 12, 64)
+    mask = _mask([64, 37], 64)
+    x = x * mask[:, None]
+    batch = model.predict(x, mask)[1]
+    alone = model.predict(x[1:, :, :40], mask[1:, :40])[0]
+    for a, b in zip(alone[0] + alone[1], batch[0] + batch[1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

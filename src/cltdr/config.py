@@ -211,6 +211,22 @@ class CLTDROptions(_Section):
         "coarse boundaries; 'default' is PyTorch's conv init, which at stride 32 moves boundaries by ~8 steps "
         "at random before any training (the paper does not say)."
     )
+    depthwise: bool = Field(
+        False, description="DCM / DRM refine P_l, and DRM downsamples P_(l-1), with depth-wise convs (the paper: "
+        "'1D depth-wise convolution ... utilized in DCM, DRM and RefineHead'); false: full convs (released code)."
+    )
+    depthwise_up: bool = Field(
+        False, description="The transposed convs that upsample P_(l+1) (DCM, CLFF) are depth-wise (the paper only "
+        "says 'transposed convolution'); false: full."
+    )
+    shared_refine: bool = Field(
+        False, description="One RefineHead tower predicts R_co and the boundary offsets (released code); false: a "
+        "tower each."
+    )
+    detach_boundary: bool = Field(
+        False, description="The Trident start / end branches read detached features, so their gradients do not "
+        "reach the encoder (TriDet's detach_feat, kept by the released code)."
+    )
     clamp_refined: bool = Field(
         True, description="Keep refined start / end distances >= 0, so a refined segment contains its point "
         "(released code; the paper does not say)."

@@ -54,7 +54,8 @@ def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
     return CLTDRDecoder(m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=c.cls_levels if multi else (),
                         reg_levels=c.reg_levels if multi else (), refine=c.refine, fusion=c.fusion,
                         clff_levels=("below", "above") if multi else (), offset_init=c.offset_init,
-                        clamp_refined=c.clamp_refined, **heads)
+                        clamp_refined=c.clamp_refined, depthwise=c.depthwise, depthwise_up=c.depthwise_up,
+                        shared_refine=c.shared_refine, detach_boundary=c.detach_boundary, **heads)
 
 
 def build_detector(cfg: Config, num_classes: int) -> Detector:

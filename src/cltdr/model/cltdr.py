@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvTower, MaskedConv1d, concat_levels, masked_mean, run_towers, split_levels
+from .layers import ConvTower, MaskedConv1d, concat_levels, init_outputs, masked_mean, run_towers, split_levels
 from .trident import trident_distances
 
 __all__ = ["CLTDRDecoder", "CrossLevelAttention", "CrossLevelFusion", "LevelOutputs", "NeighbourFusion",
@@ -27,7 +27,7 @@ FusionMode = Literal["attention", "add", "concat"]
 
 
 def upsample(dim: int, depthwise: bool = False) -> nn.ConvTranspose1d:
-    """Transposed conv (k=3, s=2): T/2 -> T steps."""
+    """Transposed conv (k=3, s=2): T/2 -> T steps, full or depth-wise."""
     return nn.ConvTranspose1d(dim, dim, 3, stride=2, padding=1, output_padding=1, groups=dim if depthwise else 1)
 
 
@@ -47,12 +47,13 @@ class CrossLevelFusion(nn.Module):
         concat:                Conv1x1([f_n ; f_l])   (2D -> D channels)
     """
 
-    def __init__(self, dim: int, resample: nn.Module, *, mode: FusionMode = "attention", kernel_size: int = 3):
+    def __init__(self, dim: int, resample: nn.Module, *, mode: FusionMode = "attention", kernel_size: int = 3,
+                 depthwise: bool = False):
         super().__init__()
         self.mode = mode
         self.resample = resample
         if mode != "add":
-            self.conv = MaskedConv1d(dim, dim, kernel_size)
+            self.conv = MaskedConv1d(dim, dim, kernel_size, groups=dim if depthwise else 1)
         if mode == "attention":
             self.fc = nn.Linear(dim, dim)
         elif mode == "concat":
@@ -89,14 +90,17 @@ class NeighbourFusion(nn.Module):
 
     With ``neighbours=()`` it is P^l itself. A neighbour missing at the bottom / top level is left out.
     CLFF (eq. 9) is this with both neighbours, ``mode='add'`` and a depth-wise strided conv from below.
+    ``depthwise``: the conv that refines P^l (f_l) is depth-wise; ``depthwise_down`` / ``depthwise_up``: the
+    strided conv from below / the transposed conv from above are.
     """
 
     def __init__(self, dim: int, neighbours: Sequence[Side], *, mode: FusionMode = "attention", kernel_size: int = 3,
-                 depthwise_down: bool = False):
+                 depthwise: bool = False, depthwise_down: bool = False, depthwise_up: bool = False):
         super().__init__()
-        self.below = (CrossLevelFusion(dim, downsample(dim, depthwise_down), mode=mode, kernel_size=kernel_size)
+        fusion = dict(mode=mode, kernel_size=kernel_size, depthwise=depthwise)
+        self.below = (CrossLevelFusion(dim, downsample(dim, depthwise_down), **fusion)
                       if "below" in neighbours else None)
-        self.above = (CrossLevelFusion(dim, upsample(dim), mode=mode, kernel_size=kernel_size)
+        self.above = (CrossLevelFusion(dim, upsample(dim, depthwise_up), **fusion)
                       if "above" in neighbours else None)
 
     def forward(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None) -> Tensor:
@@ -146,6 +150,12 @@ class CLTDRDecoder(nn.Module):
     ``clff_levels``: the neighbours CLFF adds (both, unless the pyramid has one level and so no neighbours).
     ``offset_init``: 'zero' starts the boundary refinement R_so, R_eo at 0 (the coarse boundaries), 'default'
     with PyTorch's conv initialisation. ``clamp_refined``: refined distances are kept >= 0 (released code).
+
+    Layout (``cltdr.config.CLTDROptions`` says which choice is the paper's): ``depthwise``: DCM / DRM refine P^l,
+    and DRM downsamples P^{l-1}, with depth-wise convs; ``depthwise_up``: the transposed convs of DCM and CLFF
+    are depth-wise; ``shared_refine``: one RefineHead tower predicts R_co and the offsets (released code) instead
+    of one tower each; ``detach_boundary``: the Trident start / end branches do not back-propagate into the
+    features (TriDet's detach_feat).
     """
 
     def __init__(self, dim: int, num_classes: int, *, head_dim: int = 512, head_layers: int = 3,
@@ -153,22 +163,37 @@ class CLTDRDecoder(nn.Module):
                  cls_levels: Sequence[Side] = ("above",), reg_levels: Sequence[Side] = ("below",),
                  refine: Literal["both", "cls", "reg", "none"] = "both", fusion: FusionMode = "attention",
                  clff_levels: Sequence[Side] = ("below", "above"), offset_init: Literal["zero", "default"] = "zero",
-                 clamp_refined: bool = True):
+                 clamp_refined: bool = True, depthwise: bool = False, depthwise_up: bool = False,
+                 shared_refine: bool = False, detach_boundary: bool = False):
         super().__init__()
         self.num_bins = num_bins
-        self.dcm = NeighbourFusion(dim, cls_levels, mode=fusion, kernel_size=kernel_size)
-        self.drm = NeighbourFusion(dim, reg_levels, mode=fusion, kernel_size=kernel_size)
+        self.num_classes = num_classes
+        fusion_opts = dict(mode=fusion, kernel_size=kernel_size, depthwise=depthwise)
+        self.dcm = NeighbourFusion(dim, cls_levels, depthwise_up=depthwise_up, **fusion_opts)
+        self.drm = NeighbourFusion(dim, reg_levels, depthwise_down=depthwise, **fusion_opts)
         tower = dict(num_layers=head_layers, kernel_size=kernel_size)
         self.cls_head = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower)
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.end_head = ConvTower(dim, head_dim, num_classes, **tower)
+        self.detach_boundary = detach_boundary
         # CLFF (eq. 9): depth-wise strided conv from below, transposed conv from above.
-        self.clff = NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True) if refine != "none" else None
-        refine_cls, refine_reg = refine in ("both", "cls"), refine in ("both", "reg")
-        self.refine_cls = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower) if refine_cls else None
-        self.refine_reg = (ConvTower(dim, head_dim, 2, zero_init=offset_init == "zero", **tower) if refine_reg
-                           else None)
+        self.clff = (NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True, depthwise_up=depthwise_up)
+                     if refine != "none" else None)
+        # RefineHead outputs: R_co (K logits, started at the prior) and / or R_so, R_eo (2 offsets).
+        self.refine_parts = {name: n for name, n, on in (("refine_cls", num_classes, refine in ("both", "cls")),
+                                                           ("refine_reg", 2, refine in ("both", "reg"))) if on}
+        self.refine_cls = self.refine_reg = self.refine_head = None
+        towers = ({"refine_head": self.refine_parts} if shared_refine and self.refine_parts else
+                  {name: {name: n} for name, n in self.refine_parts.items()})
+        for attr, parts in towers.items():
+            head = ConvTower(dim, head_dim, sum(parts.values()), **tower)
+            start = 0
+            for name, n in parts.items():
+                init_outputs(head.out, slice(start, start + n), prior_prob=prior_prob if name == "refine_cls" else None,
+                             zero=name == "refine_reg" and offset_init == "zero")
+                start += n
+            setattr(self, attr, head)
         self.clamp_refined = clamp_refined
 
     # The CLFF resampling convs of eq. 9, by the paper's names.
@@ -183,14 +208,18 @@ class CLTDRDecoder(nn.Module):
                     for l in range(L)]
 
         f_cls, f_reg = per_level(self.dcm), per_level(self.drm)
+        f_bound = [f.detach() for f in f_reg] if self.detach_boundary else f_reg
         towers = {"cls": (self.cls_head, f_cls), "center": (self.center_head, f_reg),
-                  "start": (self.start_head, f_reg), "end": (self.end_head, f_reg)}
+                  "start": (self.start_head, f_bound), "end": (self.end_head, f_bound)}
         if self.clff is not None:
             f_c = per_level(self.clff)
-            towers.update({name: (head, f_c) for name, head in (("refine_cls", self.refine_cls),
-                                                                 ("refine_reg", self.refine_reg)) if head is not None})
+            towers.update({name: (getattr(self, name), f_c) for name in ("refine_head", "refine_cls", "refine_reg")
+                           if getattr(self, name) is not None})
         # The towers share their weights across levels: each runs once over all levels laid end to end.
         out = run_towers(towers, masks)
+        if "refine_head" in out:  # one tower for both refinements: split its channels
+            parts = [level.split(list(self.refine_parts.values()), dim=1) for level in out.pop("refine_head")]
+            out.update({name: [p[i] for p in parts] for i, name in enumerate(self.refine_parts)})
         outputs = []
         for l, f in enumerate(f_cls):
             B, T = f.shape[0], f.shape[-1]

@@ -72,6 +72,18 @@ def masked_max_pool(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return out.masked_fill(~out_mask.unsqueeze(1), 0.0), out_mask
 
 
+def init_outputs(conv: nn.Conv1d, channels: slice, *, prior_prob: float | None = None, zero: bool = False) -> None:
+    """Initialise some output channels of a prediction conv: ``prior_prob`` starts them at that foreground
+    probability (as in focal-loss detectors); ``zero`` makes them predict exactly 0 (a refinement that begins as
+    the identity; the weights still get gradients, so they learn from the first step)."""
+    with torch.no_grad():
+        if prior_prob is not None:
+            conv.bias[channels] = -math.log((1 - prior_prob) / prior_prob)
+        if zero:
+            conv.weight[channels] = 0.0
+            conv.bias[channels] = 0.0
+
+
 class ConvTower(nn.Module):
     """``num_layers`` masked convs; LayerNorm + ReLU after all but the last, which predicts ``out_channels``.
 
@@ -86,14 +98,7 @@ class ConvTower(nn.Module):
         self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])
         self.norms = nn.ModuleList(ChannelLayerNorm(hidden) for _ in widths[:-1])
         self.out = MaskedConv1d(widths[-1], out_channels, kernel_size)
-        if prior_prob is not None:
-            # Start every step at foreground probability prior_prob, as in focal-loss detectors.
-            nn.init.constant_(self.out.bias, -math.log((1 - prior_prob) / prior_prob))
-        if zero_init:
-            # Start predicting exactly 0 (a refinement that begins as the identity); the weights still get
-            # gradients, so the tower learns from the first step.
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+        init_outputs(self.out, slice(None), prior_prob=prior_prob, zero=zero_init)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(1).to(x.dtype)
