@@ -179,3 +179,28 @@ def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
 
     path = atomic_write(tmp_path / "out.txt", lambda f: f.write("x"))
     assert path.stat().st_mode & 0o777 == 0o666 & ~io._UMASK  # not mkstemp's owner-only 0o600
+
+
+def test_recipe_schedule_in_steps_and_what_the_ema_averages():
+    from cltdr.training.recipe import schedule, suggested_width
+
+    s = schedule(21, 2, 5, 20, 0.999, None)  # GTEA's 21 videos, the held-out recipe, constant decay
+    assert (s.iters_per_epoch, s.warmup_steps, s.total_steps) == (11, 55, 275)
+    assert abs(s.initial_share - 0.999 ** 275) < 1e-12 and abs(s.ema_horizon - 1000) < 1e-6
+    w = schedule(21, 2, 5, 20, 0.999, 0.75)
+    assert w.initial_share == 0.0 and abs(w.ema_horizon - 275 ** 0.75) < 1e-6  # 1 / (1 - d) at the last step
+    assert schedule(21, 2, 5, 20, None, 0.75).ema_horizon is None
+    assert suggested_width(394) == (256, 256, 384) and suggested_width(3000) == (512, 512, 768)
+
+
+def test_check_warns_when_the_ema_keeps_the_initial_weights(tiny_data, write_config, capsys):
+    from cltdr import cli
+
+    config = write_config(tiny_data, train={"ema_decay": 0.999, "ema_warmup_power": None})
+    assert cli.main(["check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "still holds 99% of the initial weights" in out  # 0.999^8: 2 epochs of 4 iterations
+    assert "optimiser steps" in out and "model.embed_dim=" in out
+    config = write_config(tiny_data, name="warm.yaml", train={"ema_decay": 0.999})
+    assert cli.main(["check", str(config)]) == 0
+    assert "initial weights after" not in capsys.readouterr().out

@@ -225,6 +225,7 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
     out: dict[str, Any] = {
         "max_seq_len": {"suggested": max_seq_len, "current": d.max_seq_len, "why": why,
                         "videos_cropped_now": round(float((videos > d.max_seq_len).mean()), 3)},
+        "recipe": _recipe(cfg, train),
     }
     if not train.action_steps:
         return out
@@ -243,6 +244,30 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
                f"video ({int(videos.min())} steps) fills the coarsest level",
         "actions_per_level_now": dict(zip([f"[{lo:g}, {hi:g})" for lo, hi in ranges], shares)),
     }
+    return out
+
+
+def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
+    """The schedule in optimiser steps, what the EMA averages at its end, and the width for the data size
+    (``cltdr.training.recipe``)."""
+    from ..training import recipe
+
+    t, m = cfg.train, cfg.model
+    sched = recipe.schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
+                            t.ema_warmup_power)
+    embed, head, ffn = recipe.suggested_width(train.num_actions)
+    out = {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
+           "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
+           "ema_initial_share": sched.initial_share,
+           "width": {"suggested": {"embed_dim": embed, "head_dim": head, "ffn_dim": ffn},
+                     "current": {"embed_dim": m.embed_dim, "head_dim": m.head_dim, "ffn_dim": m.ffn_dim},
+                     "training_actions": train.num_actions}}
+    if sched.initial_share is not None and sched.initial_share > recipe.INITIAL_WEIGHT_SHARE:
+        train.problems.append(Problem(
+            "warning", "EMA keeps the initial weights",
+            f"the evaluated EMA still holds {sched.initial_share:.0%} of the initial weights after the "
+            f"{sched.total_steps} optimiser steps of this schedule: set train.ema_warmup_power (0.75), lower "
+            "train.ema_decay or train longer"))
     return out
 
 
@@ -314,6 +339,17 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
                          f"steps; {n['why']}")
             now = " | ".join(f"{k} {v:.0%}" for k, v in n["actions_per_level_now"].items())
             lines.append(f"  training actions per level now: {now}")
+        r = report.suggestions["recipe"]
+        w = r["width"]
+        shown = " ".join(f"model.{k}={v}" for k, v in w["suggested"].items())
+        now = ", ".join(f"{v}" for v in w["current"].values())
+        lines.append(f"  width: {shown} for {w['training_actions']} training actions (now {now}; rule in "
+                     "README 'Small and custom datasets')")
+        ema = ("no EMA" if r["ema_horizon_steps"] is None else
+               f"the EMA averages about the last {r['ema_horizon_steps']:.0f} steps at the end, the initial "
+               f"weights keep {r['ema_initial_share']:.1%} of it")
+        lines.append(f"  schedule: {r['iters_per_epoch']} iterations per epoch, {r['warmup_steps']} warm-up + "
+                     f"{r['total_steps'] - r['warmup_steps']} steps = {r['total_steps']} optimiser steps; {ema}")
     errors = report.errors
     if errors:
         lines.append(f"\nresult: {len(errors)} errors: the dataset cannot be used as configured")

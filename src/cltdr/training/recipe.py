@@ -1,0 +1,53 @@
+"""The recipe rules `cltdr check` applies to a training subset: the schedule in optimiser steps, what the EMA
+averages over it, and the model width for the amount of labelled data.
+
+These are the only rules, the same for every dataset (GTEA, the synthetic presets, THUMOS14); README "Small and
+custom datasets" gives the measurements behind them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from .ema import ema_decay_at
+
+# (fewest training actions, embed_dim, head_dim, ffn_dim): the first row whose count the training subset reaches.
+WIDTHS = ((2000, 512, 512, 768), (0, 256, 256, 384))
+INITIAL_WEIGHT_SHARE = 0.05  # warn when the initial weights keep more than this share of the final EMA
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule in optimiser steps and what its EMA averages at the end."""
+
+    iters_per_epoch: int
+    warmup_steps: int
+    total_steps: int
+    ema_horizon: Optional[float]  # about how many of the last steps the EMA averages at the end (None: no EMA)
+    initial_share: Optional[float]  # share of the initial weights in the final EMA (None: no EMA)
+
+
+def schedule(num_videos: int, batch_size: int, warmup_epochs: int, epochs: int, ema_decay: Optional[float],
+             ema_warmup_power: Optional[float]) -> Schedule:
+    """``num_videos`` training videos (one crop each per epoch) in batches of ``batch_size``."""
+    iters = max(math.ceil(num_videos / batch_size), 1)
+    total = (warmup_epochs + epochs) * iters
+    if ema_decay is None:
+        return Schedule(iters, warmup_epochs * iters, total, None, None)
+    last = ema_decay_at(total - 1, ema_decay, ema_warmup_power)
+    # The initial weights' share: the product of all decays (0 as soon as one decay is 0, the warm-up's step 0).
+    log_share = 0.0
+    for n in range(total):
+        d = ema_decay_at(n, ema_decay, ema_warmup_power)
+        if d == 0.0:
+            log_share = -math.inf
+            break
+        log_share += math.log(d)
+    return Schedule(iters, warmup_epochs * iters, total, 1.0 / (1.0 - last), math.exp(log_share))
+
+
+def suggested_width(num_actions: int) -> tuple[int, int, int]:
+    """(embed_dim, head_dim, ffn_dim) for a training subset of ``num_actions`` labelled actions."""
+    return next((e, h, f) for least, e, h, f in WIDTHS if num_actions >= least)
