@@ -179,3 +179,36 @@ def test_loss_normaliser_starts_from_the_first_batch():
     det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
                    level_ranges=[(0, math.inf)], loss=LossOptions())
     assert float(det.loss_normalizer) == 0.0  # unset until the first training batch
+
+
+def test_binary_classification_target_weighted_by_iou():
+    """cls_target 'binary': a positive pair's VFL target is 1, its loss weighted by tIoU^power (detached);
+    negatives are as with the IoU target."""
+    from cltdr.model.assigner import Targets
+
+    det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
+                   level_ranges=[(0, math.inf)], loss=LossOptions(cls_target="binary", iou_weight_power=0.2,
+                                                                  normalizer_init=4.0))
+    P, K = 4, 2
+    torch.manual_seed(0)
+    log_p = torch.log(torch.rand(1, P, K) * 0.9 + 0.05)
+    dist = torch.rand(1, P, K, 2) * 3 + 0.1
+    cls = torch.zeros(1, P, K)
+    cls[0, 1, 0] = 1
+    reg = torch.zeros(1, P, K, 2)
+    reg[0, 1, 0] = torch.tensor([1.0, 2.0])
+    valid = torch.ones(1, P, dtype=torch.bool)
+    out = det._loss_terms(log_p, dist, Targets(cls, reg), valid, det.loss_normalizer)
+    ref = 0.0
+    for t in range(P):
+        for k in range(K):
+            p = float(log_p[0, t, k].exp())
+            if cls[0, t, k] > 0:
+                iou = float(distance_iou(dist[0, t, k], reg[0, t, k]))
+                ref += -math.log(p) * iou ** 0.2
+            else:
+                ref += -0.75 * p ** 2 * math.log(1 - p)
+    assert abs(float(out["cls_loss"]) - ref / 4.0) < 1e-5
+    dist.requires_grad_()
+    again = det._loss_terms(log_p, dist, Targets(cls, reg), valid, det.loss_normalizer)
+    assert not again["cls_loss"].requires_grad  # the IoU weight is detached: no gradient reaches the distances

@@ -320,6 +320,11 @@ class LossConfig(_Section):
     reg_loss: Literal["diou", "giou", "iou"] = Field("diou", description="IoU-family regression loss.")
     vfl_alpha: float = Field(0.75, ge=0, description="Varifocal weight of negatives.")
     vfl_gamma: float = Field(2.0, ge=0, description="Varifocal focusing exponent of negatives.")
+    cls_target: Literal["iou", "binary"] = Field(
+        "iou", description="Target of a positive (point, class) in the varifocal loss: 'iou' (the paper: the tIoU "
+        "of its predicted segment) or 'binary' (the released code: 1, the loss weighted by tIoU^iou_weight_power)."
+    )
+    iou_weight_power: float = Field(0.2, ge=0, description="Exponent of the tIoU weight of cls_target 'binary'.")
     refined_weight: float = Field(
         0.7, ge=0, le=1, description="Weight of the refined outputs' loss; the coarse ones get 1 - this."
     )
@@ -345,9 +350,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(2, ge=1, description="Videos per batch.")
     clip_grad_norm: Optional[float] = Field(1.0, gt=0, description="Gradient clipping L2 norm (None: off).")
     ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="Model EMA decay (None: no EMA).")
-    ema_warmup_power: Optional[float] = Field(
-        0.75, gt=0, description="Warm-up of the EMA decay: step n uses min(ema_decay, 1 - (1 + n)^-power), so a "
-        "short schedule's EMA forgets the initial weights (3/4 reaches 0.999 after 10k steps; None: the constant "
+    ema_warmup: bool = Field(
+        True, description="Warm the EMA decay up: step n uses min(ema_decay, (1 + n) / (10 + n)), so the EMA of a "
+        "short schedule averages its last ~ninth instead of keeping the initial weights (false: the constant "
         "decay of the released code)."
     )
     seed: int = Field(2024, description="Seed of initialisation, crops and noise.")

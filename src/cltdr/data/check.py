@@ -254,7 +254,7 @@ def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
 
     t, m = cfg.train, cfg.model
     sched = recipe.schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
-                            t.ema_warmup_power)
+                            t.ema_warmup)
     embed, head, ffn = recipe.suggested_width(train.num_actions)
     out = {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
            "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
@@ -266,7 +266,7 @@ def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
         train.problems.append(Problem(
             "warning", "EMA keeps the initial weights",
             f"the evaluated EMA still holds {sched.initial_share:.0%} of the initial weights after the "
-            f"{sched.total_steps} optimiser steps of this schedule: set train.ema_warmup_power (0.75), lower "
+            f"{sched.total_steps} optimiser steps of this schedule: set train.ema_warmup: true, lower "
             "train.ema_decay or train longer"))
     return out
 

@@ -60,6 +60,8 @@ class LossOptions:
     reg_loss: str = "diou"
     vfl_alpha: float = 0.75
     vfl_gamma: float = 2.0
+    cls_target: str = "iou"
+    iou_weight_power: float = 0.2
     refined_weight: float = 0.7
     normalizer: str = "positives"
     normalizer_momentum: float = 0.9
@@ -152,15 +154,22 @@ class Detector(nn.Module):
                     normalizer: Tensor) -> dict[str, Tensor]:
         """VFL over valid points and IoU loss over positive (point, class) pairs.
 
-        log_p (B, P, K), dist (B, P, K, 2), valid (B, P). Each positive pair's VFL target is the tIoU of the
-        segment predicted for that class with the action it regresses.
+        log_p (B, P, K), dist (B, P, K, 2), valid (B, P). ``cls_target`` 'iou': each positive pair's VFL target
+        is the tIoU of the segment predicted for that class with the action it regresses; 'binary': the target is
+        1 and the pair's loss is weighted by tIoU^iou_weight_power (released code), so classification learns at
+        full strength before the boundaries are good.
         """
         o = self.loss_opts
         pairs = (tgt.cls > 0) & valid[..., None]  # (B, P, K)
-        iou = distance_iou(dist[pairs], tgt.reg[pairs])  # (M,) over the M positive pairs
+        iou = distance_iou(dist[pairs], tgt.reg[pairs]).detach()  # (M,) over the M positive pairs
         q = torch.zeros_like(log_p)
-        q[pairs] = iou.detach()
-        vfl = varifocal_loss(log_p, q, o.vfl_alpha, o.vfl_gamma).sum(-1) * valid  # (B, P)
+        q[pairs] = iou if o.cls_target == "iou" else torch.ones_like(iou)
+        vfl = varifocal_loss(log_p, q, o.vfl_alpha, o.vfl_gamma)  # (B, P, K)
+        if o.cls_target == "binary":
+            weight = torch.ones_like(vfl)
+            weight[pairs] = iou.clamp(min=0) ** o.iou_weight_power
+            vfl = vfl * weight
+        vfl = vfl.sum(-1) * valid  # (B, P)
         reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)  # (M,)
         if o.normalizer == "paper":
             # Eq. 13 literally: positive steps' VFL weighted by their tIoU (the mean over their classes when
@@ -168,7 +177,9 @@ class Detector(nn.Module):
             positive = pairs.any(-1)  # (B, P)
             n_pos = positive.sum().clamp(min=1)
             n_neg = (valid & ~positive).sum().clamp(min=1)
-            sigma = q.sum(-1)[positive] / pairs.sum(-1)[positive]  # (N_pos,)
+            q_iou = torch.zeros_like(log_p)
+            q_iou[pairs] = iou
+            sigma = q_iou.sum(-1)[positive] / pairs.sum(-1)[positive]  # (N_pos,)
             cls = (sigma * vfl[positive]).sum() / n_pos + vfl[valid & ~positive].sum() / n_neg
             return {"cls_loss": cls, "reg_loss": reg.sum() / n_pos}
         return {"cls_loss": vfl.sum() / normalizer, "reg_loss": reg.sum() / normalizer}

@@ -51,11 +51,17 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 
 
 def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> None:
-    """Raise naming every architecture key where the checkpoint's config and ``config`` differ."""
+    """Raise naming every architecture key where the checkpoint's config and ``config`` differ.
+
+    A key the checkpoint does not record was added to the config after it was written: its default stands (the
+    weights still fit, or loading them says where they do not).
+    """
     diffs = []
     for key in ARCHITECTURE_KEYS:
         a, b = _flatten(_lookup(ckpt_config, key), key), _flatten(_lookup(config, key), key)
         for k in sorted(set(a) | set(b)):
+            if k not in a and k in b:
+                continue
             if a.get(k) != b.get(k):
                 diffs.append(f"  {k}: checkpoint has {a.get(k)!r}, config has {b.get(k)!r}")
     if diffs:

@@ -30,22 +30,15 @@ class Schedule:
 
 
 def schedule(num_videos: int, batch_size: int, warmup_epochs: int, epochs: int, ema_decay: Optional[float],
-             ema_warmup_power: Optional[float]) -> Schedule:
+             ema_warmup: bool) -> Schedule:
     """``num_videos`` training videos (one crop each per epoch) in batches of ``batch_size``."""
     iters = max(math.ceil(num_videos / batch_size), 1)
     total = (warmup_epochs + epochs) * iters
     if ema_decay is None:
         return Schedule(iters, warmup_epochs * iters, total, None, None)
-    last = ema_decay_at(total - 1, ema_decay, ema_warmup_power)
-    # The initial weights' share: the product of all decays (0 as soon as one decay is 0, the warm-up's step 0).
-    log_share = 0.0
-    for n in range(total):
-        d = ema_decay_at(n, ema_decay, ema_warmup_power)
-        if d == 0.0:
-            log_share = -math.inf
-            break
-        log_share += math.log(d)
-    return Schedule(iters, warmup_epochs * iters, total, 1.0 / (1.0 - last), math.exp(log_share))
+    last = ema_decay_at(total - 1, ema_decay, ema_warmup)
+    initial_share = math.prod(ema_decay_at(n, ema_decay, ema_warmup) for n in range(total))  # all decays
+    return Schedule(iters, warmup_epochs * iters, total, 1.0 / (1.0 - last), initial_share)
 
 
 def suggested_width(num_actions: int) -> tuple[int, int, int]:

@@ -103,7 +103,7 @@ class Trainer:
             self.optimizer,
             lambda step: warmup_cosine(step, warmup_steps=t.warmup_epochs * self.iters_per_epoch,
                                        total_steps=self.total_epochs * self.iters_per_epoch))
-        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup_power) if t.ema_decay else None
+        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup) if t.ema_decay else None
         self.epoch = 0
         self.best: dict | None = None
         if resume:
