@@ -190,7 +190,7 @@ def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
 
 
 def test_recipe_schedule_in_steps_and_what_the_ema_averages():
-    from cltdr.training.recipe import schedule, suggested_width
+    from cltdr.training.recipe import schedule
 
     s = schedule(21, 2, 5, 20, 0.999, False)  # GTEA's 21 videos, the held-out recipe, constant decay
     assert (s.iters_per_epoch, s.warmup_steps, s.total_steps) == (11, 55, 275)
@@ -198,7 +198,6 @@ def test_recipe_schedule_in_steps_and_what_the_ema_averages():
     w = schedule(21, 2, 5, 20, 0.999, True)
     assert w.initial_share < 1e-6 and abs(w.ema_horizon - (10 + 274) / 9) < 1e-6  # 1 / (1 - d) at the last step
     assert schedule(21, 2, 5, 20, None, True).ema_horizon is None
-    assert suggested_width(394) == (256, 256, 384) and suggested_width(3000) == (512, 512, 768)
 
 
 def test_check_warns_when_the_ema_keeps_the_initial_weights(tiny_data, write_config, capsys):
@@ -208,7 +207,7 @@ def test_check_warns_when_the_ema_keeps_the_initial_weights(tiny_data, write_con
     assert cli.main(["check", str(config)]) == 0
     out = capsys.readouterr().out
     assert "still holds 99% of the initial weights" in out  # 0.999^8: 2 epochs of 4 iterations
-    assert "optimiser steps" in out and "model.embed_dim=" in out
+    assert "optimiser steps" in out
     config = write_config(tiny_data, name="warm.yaml", train={"ema_decay": 0.999})
     assert cli.main(["check", str(config)]) == 0
     assert "initial weights after" not in capsys.readouterr().out

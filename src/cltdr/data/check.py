@@ -248,20 +248,15 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
 
 
 def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
-    """The schedule in optimiser steps, what the EMA averages at its end, and the width for the data size
-    (``cltdr.training.recipe``)."""
+    """The schedule in optimiser steps and what the EMA averages at its end (``cltdr.training.recipe``)."""
     from ..training import recipe
 
-    t, m = cfg.train, cfg.model
+    t = cfg.train
     sched = recipe.schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
                             t.ema_warmup)
-    embed, head, ffn = recipe.suggested_width(train.num_actions)
     out = {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
            "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
-           "ema_initial_share": sched.initial_share,
-           "width": {"suggested": {"embed_dim": embed, "head_dim": head, "ffn_dim": ffn},
-                     "current": {"embed_dim": m.embed_dim, "head_dim": m.head_dim, "ffn_dim": m.ffn_dim},
-                     "training_actions": train.num_actions}}
+           "ema_initial_share": sched.initial_share}
     if sched.initial_share is not None and sched.initial_share > recipe.INITIAL_WEIGHT_SHARE:
         train.problems.append(Problem(
             "warning", "EMA keeps the initial weights",
@@ -340,11 +335,6 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
             now = " | ".join(f"{k} {v:.0%}" for k, v in n["actions_per_level_now"].items())
             lines.append(f"  training actions per level now: {now}")
         r = report.suggestions["recipe"]
-        w = r["width"]
-        shown = " ".join(f"model.{k}={v}" for k, v in w["suggested"].items())
-        now = ", ".join(f"{v}" for v in w["current"].values())
-        lines.append(f"  width: {shown} for {w['training_actions']} training actions (now {now}; rule in "
-                     "README 'Small and custom datasets')")
         ema = ("no EMA" if r["ema_horizon_steps"] is None else
                f"the EMA averages about the last {r['ema_horizon_steps']:.0f} steps at the end, the initial "
                f"weights keep {r['ema_initial_share']:.1%} of it")

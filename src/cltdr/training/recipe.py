@@ -1,8 +1,6 @@
-"""The recipe rules `cltdr check` applies to a training subset: the schedule in optimiser steps, what the EMA
-averages over it, and the model width for the amount of labelled data.
-
-These are the only rules, the same for every dataset (GTEA, the synthetic presets, THUMOS14); README "Small and
-custom datasets" gives the measurements behind them.
+"""What `cltdr check` reports of a training recipe: the schedule in optimiser steps and what the EMA averages
+over it. The same rules for every dataset (GTEA, the synthetic presets, THUMOS14); README "Small and custom
+datasets" gives the measurements behind them.
 """
 
 from __future__ import annotations
@@ -13,8 +11,6 @@ from typing import Optional
 
 from .ema import ema_decay_at
 
-# (fewest training actions, embed_dim, head_dim, ffn_dim): the first row whose count the training subset reaches.
-WIDTHS = ((2000, 512, 512, 768), (0, 256, 256, 384))
 INITIAL_WEIGHT_SHARE = 0.05  # warn when the initial weights keep more than this share of the final EMA
 
 
@@ -39,8 +35,3 @@ def schedule(num_videos: int, batch_size: int, warmup_epochs: int, epochs: int, 
     last = ema_decay_at(total - 1, ema_decay, ema_warmup)
     initial_share = math.prod(ema_decay_at(n, ema_decay, ema_warmup) for n in range(total))  # all decays
     return Schedule(iters, warmup_epochs * iters, total, 1.0 / (1.0 - last), initial_share)
-
-
-def suggested_width(num_actions: int) -> tuple[int, int, int]:
-    """(embed_dim, head_dim, ffn_dim) for a training subset of ``num_actions`` labelled actions."""
-    return next((e, h, f) for least, e, h, f in WIDTHS if num_actions >= least)
