@@ -162,14 +162,14 @@ def test_checkpoint_from_another_config_names_the_keys():
     assert "model.embed_dim: checkpoint has 512, config has 256" in str(e.value)
     assert "model.num_bins" in str(e.value) and "run/last.pt" in str(e.value)
     check_compatible(a, config_from_dict({**BASE, "train": {"lr": 1.0}}).model_dump(mode="json"), "x")
-    # A checkpoint written before a model key existed: the key is not recorded, so its default stands
-    # (a run trained by an older version still loads); a recorded key that differs is still an error.
+    # A checkpoint written before a model key existed does not record it: not a difference (the run's
+    # config.yaml says what it trained with, see run_config); a recorded key that differs is still an error.
     older = config_from_dict(BASE).model_dump(mode="json")
     del older["model"]["cltdr"]["shared_refine"]
     check_compatible(older, a, "old/last.pt")
-    shared = config_from_dict({**BASE, "model": {"cltdr": {"shared_refine": True}}}).model_dump(mode="json")
-    with pytest.raises(CheckpointError, match="model.cltdr.shared_refine: checkpoint has False"):
-        check_compatible(a, shared, "run/last.pt")
+    separate = config_from_dict({**BASE, "model": {"cltdr": {"shared_refine": False}}}).model_dump(mode="json")
+    with pytest.raises(CheckpointError, match="model.cltdr.shared_refine: checkpoint has True"):
+        check_compatible(a, separate, "run/last.pt")
 
 
 def test_shipped_configs_are_valid():
@@ -211,3 +211,20 @@ def test_check_warns_when_the_ema_keeps_the_initial_weights(tiny_data, write_con
     config = write_config(tiny_data, name="warm.yaml", train={"ema_decay": 0.999})
     assert cli.main(["check", str(config)]) == 0
     assert "initial weights after" not in capsys.readouterr().out
+
+
+def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path):
+    """config.yaml of an older run lacks the decoder's layout keys: loading fills in the values the run trained
+    with (RUN_KEYS_BEFORE), not today's defaults, so its checkpoint still fits."""
+    import yaml
+
+    from cltdr.training.trainer import RUN_KEYS_BEFORE, run_config
+
+    data = config_from_dict(BASE).model_dump(mode="json")
+    for key in RUN_KEYS_BEFORE:
+        del data["model"]["cltdr"][key.split(".")[-1]]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    cfg = run_config(tmp_path)
+    assert cfg.model.cltdr.depthwise is False and cfg.model.cltdr.shared_refine is False
+    assert cfg.model.cltdr.offset_init == "default" and cfg.model.cltdr.clamp_refined is False
+    assert config_from_dict(BASE).model.cltdr.depthwise is True  # today's default differs

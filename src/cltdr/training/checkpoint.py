@@ -53,8 +53,9 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> None:
     """Raise naming every architecture key where the checkpoint's config and ``config`` differ.
 
-    A key the checkpoint does not record was added to the config after it was written: its default stands (the
-    weights still fit, or loading them says where they do not).
+    A key the checkpoint does not record was added to the config after it was written: not a difference (the
+    run's config.yaml, read by ``run_config``, says what the run trained with; loading the weights says where
+    they do not fit).
     """
     diffs = []
     for key in ARCHITECTURE_KEYS:

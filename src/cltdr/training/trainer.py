@@ -66,11 +66,26 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Model keys added after runs were first saved, with the value that rebuilds what such a run trained (the
+# default for new runs may differ): a run's config.yaml without the key gets this value, so old runs still load.
+RUN_KEYS_BEFORE = {"model.cltdr.offset_init": "default", "model.cltdr.clamp_refined": False,
+                   "model.cltdr.depthwise": False, "model.cltdr.depthwise_up": False,
+                   "model.cltdr.shared_refine": False, "model.cltdr.detach_boundary": False}
+
+
 def run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CltdrError(f"{run_dir} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
-    return config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    data = yaml.safe_load(path.read_text())
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("decoder", "cltdr") == "cltdr":
+        for key, value in RUN_KEYS_BEFORE.items():
+            node = data
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, value)
+    return config_from_dict(data, str(path))
 
 
 class Trainer:
