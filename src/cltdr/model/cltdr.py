@@ -167,7 +167,6 @@ class CLTDRDecoder(nn.Module):
                  shared_refine: bool = False, detach_boundary: bool = False):
         super().__init__()
         self.num_bins = num_bins
-        self.num_classes = num_classes
         fusion_opts = dict(mode=fusion, kernel_size=kernel_size, depthwise=depthwise)
         self.dcm = NeighbourFusion(dim, cls_levels, depthwise_up=depthwise_up, **fusion_opts)
         self.drm = NeighbourFusion(dim, reg_levels, depthwise_down=depthwise, **fusion_opts)
