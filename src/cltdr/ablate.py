@@ -304,14 +304,16 @@ def run_ablation(spec_path: str | Path, out_dir: str | Path, *, overrides: Seque
     # Every variant's config is validated before anything trains: a typo in the last one fails now.
     configs = {name: variant_config(spec, name, overrides) for name in spec.variants}
     table = out_dir / "table.md"
-    runs = {name: seed_runs(configs[name], out_dir / "runs" / name, seeds) for name in spec.variants}
     results: dict[str, list[dict]] = {name: [] for name in spec.variants}
+    pending: dict[str, list[tuple[Config, Path]]] = {name: [] for name in spec.variants}
     failures: dict[str, str] = {}
     for name in spec.variants:
-        for cfg, run_dir in runs[name]:
+        for cfg, run_dir in seed_runs(configs[name], out_dir / "runs" / name, seeds):
             result = finished_result(run_dir, cfg)
             if result is not None:
                 results[name].append(result)
+            else:
+                pending[name].append((cfg, run_dir))
     todo = [n for n in spec.variants if len(results[n]) < seeds and (only is None or n in only)]
     finished = sum(len(rs) == seeds for rs in results.values())
     echo(f"[ablate] {spec_path}: {len(spec.variants)} variants x {seeds} seed(s), {finished} finished, "
@@ -319,10 +321,9 @@ def run_ablation(spec_path: str | Path, out_dir: str | Path, *, overrides: Seque
     for i, name in enumerate(todo, 1):
         echo(f"[ablate] variant {i}/{len(todo)}: {name}")
         try:
-            for cfg, run_dir in runs[name]:
-                if finished_result(run_dir, cfg) is None:
-                    results[name].append(run_variant(name, cfg, run_dir, spec, progress=progress, echo=echo))
-                    atomic_write_text(table, format_table(spec, spec_path, results, failures, seeds))
+            for cfg, run_dir in pending[name]:
+                results[name].append(run_variant(name, cfg, run_dir, spec, progress=progress, echo=echo))
+                atomic_write_text(table, format_table(spec, spec_path, results, failures, seeds))
         except CltdrError as e:
             failures[name] = str(e)
             echo(f"[ablate] {name} failed: {e}")

@@ -28,6 +28,7 @@ from .annotations import VideoRecord
 from .build import feature_store, load_split, pyramid_name
 from .dataset import TALDataset
 from .features import FeatureError, FeatureStore, check_length
+from ..training.recipe import INITIAL_WEIGHT_SHARE, schedule
 
 LENGTH_TOLERANCE = 0.05  # features may cover the video's duration to within 5% (or 2 feature strides)
 DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close: a duplicate (as in the evaluation)
@@ -199,10 +200,17 @@ class CheckReport:
 
 
 def _training_checks(cfg: Config, splits: list[SplitReport]) -> None:
-    """Cross-split problems: a training subset without actions, classes that are never trained."""
+    """Training problems: a subset without actions, an EMA that keeps the initial weights, classes never trained."""
     train = next(s for s in splits if s.role == "train")
     if train.class_counts and train.num_actions == 0:
         train.problems.append(Problem("error", "no actions", f"subset {train.subset!r} has no actions to train on"))
+    recipe = _recipe(cfg, train)
+    share = recipe["ema_initial_share"]
+    if share is not None and share > INITIAL_WEIGHT_SHARE:
+        train.problems.append(Problem(
+            "warning", "EMA keeps the initial weights",
+            f"the evaluated EMA still holds {share:.0%} of the initial weights after the {recipe['total_steps']} "
+            "optimiser steps of this schedule: set train.ema_warmup: true, lower train.ema_decay or train longer"))
     untrained = [c for c, n in train.class_counts.items() if n == 0]
     if untrained and not cfg.dataset.class_agnostic:
         train.problems.append(Problem(
@@ -249,21 +257,12 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
 
 def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
     """The schedule in optimiser steps and what the EMA averages at its end (``cltdr.training.recipe``)."""
-    from ..training import recipe
-
     t = cfg.train
-    sched = recipe.schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
+    sched = schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
                             t.ema_warmup)
-    out = {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
-           "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
-           "ema_initial_share": sched.initial_share}
-    if sched.initial_share is not None and sched.initial_share > recipe.INITIAL_WEIGHT_SHARE:
-        train.problems.append(Problem(
-            "warning", "EMA keeps the initial weights",
-            f"the evaluated EMA still holds {sched.initial_share:.0%} of the initial weights after the "
-            f"{sched.total_steps} optimiser steps of this schedule: set train.ema_warmup: true, lower "
-            "train.ema_decay or train longer"))
-    return out
+    return {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
+            "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
+            "ema_initial_share": sched.initial_share}
 
 
 def check_dataset(cfg: Config) -> CheckReport:
