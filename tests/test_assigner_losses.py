@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from cltdr.model.assigner import assign, make_points
+from cltdr.model.assigner import assign
+from cltdr.model.outputs import make_points
 from cltdr.model.detector import Detector, LossOptions
 from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from cltdr.config import config_from_dict
 from cltdr.model import build_detector, count_parameters
-from cltdr.model.cltdr import CLTDRDecoder, CrossLevelAttention, downsample, refine_distances, refined_log_prob, upsample
+from cltdr.model.cltdr import CLTDRDecoder, CrossLevelFusion, downsample, upsample
+from cltdr.model.outputs import refine_distances, refined_log_prob
 from cltdr.model.gmg import GlobalFilter, GMGBlock, GMGEncoder, masked_group_norm
 from cltdr.model.layers import masked_max_pool
 from cltdr.model.trident import trident_distances
@@ -55,7 +56,7 @@ def test_global_filter_matches_explicit_dft():
     if T % 2 == 0:
         full[:, T // 2] = full[:, T // 2].real
     ref = (full @ np.exp(2j * np.pi * np.outer(np.arange(T), np.arange(T)) / T).T).real / math.sqrt(T)
-    out = gf.filter(x)[0].detach().numpy()
+    out = gf(x, torch.ones(x.shape[0], x.shape[-1], dtype=torch.bool))[0].detach().numpy()
     np.testing.assert_allclose(out, ref, atol=1e-10)
 
 
@@ -64,9 +65,9 @@ def test_gmg_fusion_is_eq4():
     x = torch.randn(2, 8, 12)
     mask = torch.ones(2, 12, dtype=torch.bool)
     h = block.norm(x)
-    f_local = F.conv1d(h, block.local.weight, block.local.bias, padding=1, groups=8)
-    f_instant = F.conv1d(h, block.instant.weight, block.instant.bias)
-    f_global = block.global_filter.filter(h)
+    f_local = F.conv1d(h, block.mixer.local.weight, block.mixer.local.bias, padding=1, groups=8)
+    f_instant = F.conv1d(h, block.mixer.instant.weight, block.mixer.instant.bias)
+    f_global = block.mixer.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
     f = x + F.relu(f_local) * f_instant + F.relu(f_global) * f_local + f_global
     expected = f + block.ffn(F.group_norm(f, block.ffn_norm.num_groups, block.ffn_norm.weight, block.ffn_norm.bias))
     torch.testing.assert_close(block(x, mask), expected, atol=1e-5, rtol=1e-5)
@@ -107,7 +108,7 @@ def test_encoder_pyramid_shapes_and_strides():
 def test_cross_level_attention_is_eqs_5_to_8(direction):
     D, T = 6, 8
     resample = upsample(D) if direction == "up" else downsample(D)
-    mod = CrossLevelAttention(D, resample)
+    mod = CrossLevelFusion(D, resample, mode="attention")
     p = torch.randn(2, D, T)
     other = torch.randn(2, D, T // 2 if direction == "up" else 2 * T)
     mask = torch.ones(2, T, dtype=torch.bool)
@@ -121,7 +122,7 @@ def test_cross_level_attention_is_eqs_5_to_8(direction):
 
 def test_cross_level_attention_gap_ignores_padding():
     D, T = 4, 8
-    mod = CrossLevelAttention(D, upsample(D))
+    mod = CrossLevelFusion(D, upsample(D), mode="attention")
     p = torch.randn(1, D, T)
     mask = _mask([5], T)
     p = p * mask[:, None]
@@ -138,8 +139,8 @@ def test_clff_is_eq9():
     dec = CLTDRDecoder(6, 3, head_dim=8, num_bins=2)
     p, finer, coarser = torch.randn(1, 6, 8), torch.randn(1, 6, 16), torch.randn(1, 6, 4)
     mask = torch.ones(1, 8, dtype=torch.bool)
-    down = F.conv1d(finer, dec.clff_down.weight, dec.clff_down.bias, stride=2, padding=1, groups=6)  # depth-wise
-    up = F.conv_transpose1d(coarser, dec.clff_up.weight, dec.clff_up.bias, stride=2, padding=1, output_padding=1)
+    down = F.conv1d(finer, dec.clff.below.resample.weight, dec.clff.below.resample.bias, stride=2, padding=1, groups=6)  # depth-wise
+    up = F.conv_transpose1d(coarser, dec.clff.above.resample.weight, dec.clff.above.resample.bias, stride=2, padding=1, output_padding=1)
     torch.testing.assert_close(dec.clff(p, mask, finer, coarser), down + p + up)
     torch.testing.assert_close(dec.clff(p, mask, None, coarser), p + up)
     torch.testing.assert_close(dec.clff(p, mask, finer, None), down + p)

@@ -103,3 +103,29 @@ def test_bad_shapes_name_the_shape():
         segment_iou(torch.zeros(3, 3), torch.zeros(2, 2))
     with pytest.raises(ValueError, match=r"as many rows"):
         aligned_segment_iou(torch.zeros(3, 2), torch.zeros(2, 2))
+
+
+def test_every_iou_in_cltdr_is_the_one_core():
+    """Pairwise IoU, the distance-form IoU of the losses and Soft-NMS's decay all agree with the reference,
+    empty and inverted segments included (they share inter_union / iou_of)."""
+    from cltdr.model.losses import distance_iou
+
+    rng = random.Random(3)
+    segs = random_segments(rng, 40) + [[3.0, 1.0]]
+    a, b = torch.tensor(segs), torch.tensor(segs[::-1])
+    expected = torch.tensor([ref_iou(x, y) for x, y in zip(segs, segs[::-1])])
+    torch.testing.assert_close(aligned_segment_iou(a, b), expected)
+    # The same segments as distances from a point t inside the frame: [t - s, e - t].
+    t = 10.0
+    torch.testing.assert_close(distance_iou(torch.stack([t - a[:, 0], a[:, 1] - t], -1),
+                                            torch.stack([t - b[:, 0], b[:, 1] - t], -1)), expected)
+
+
+def test_segment_coder_round_trip_and_formula():
+    from cltdr.model.outputs import distances_to_segments, segments_to_distances
+
+    position, stride = torch.tensor([8.0, 8.0]), torch.tensor([4.0, 2.0])
+    segments = torch.tensor([[2.0, 20.0], [8.0, 9.0]])
+    d = segments_to_distances(position, stride, segments)
+    torch.testing.assert_close(d, torch.tensor([[6 / 4, 12 / 4], [0.0, 1 / 2]]))  # ((t - s) / stride, (e - t) / stride)
+    torch.testing.assert_close(distances_to_segments(position, stride, d), segments)

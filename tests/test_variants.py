@@ -110,10 +110,11 @@ def test_one_level_pyramid_regresses_every_length():
 # ------------------------------------------------------------------------------------------------ GMG switches
 def _branches(block: GMGBlock, x: torch.Tensor):
     h = block.norm(x)
-    f_instant = F.conv1d(h, block.mixer.instant.weight, block.mixer.instant.bias) if block.instant is not None else None
-    f_local = (F.conv1d(h, block.local.weight, block.local.bias, padding=1, groups=x.shape[1])
-               if block.local is not None else None)
-    f_global = block.global_filter.filter(h) if block.global_filter is not None else None
+    f_instant = F.conv1d(h, block.mixer.instant.weight, block.mixer.instant.bias) if block.mixer.instant is not None else None
+    f_local = (F.conv1d(h, block.mixer.local.weight, block.mixer.local.bias, padding=1, groups=x.shape[1])
+               if block.mixer.local is not None else None)
+    f_global = (block.mixer.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
+                if block.mixer.global_filter is not None else None)
     return f_instant, f_local, f_global
 
 
@@ -139,7 +140,7 @@ def test_gmg_switches_follow_the_documented_eq4(switches, formula):
 def test_gmg_attention_global_branch_is_masked_self_attention():
     torch.manual_seed(0)
     block = GMGBlock(8, 16, drop_path=0.0, global_branch="attention", num_heads=2)
-    attn = block.global_filter
+    attn = block.mixer.global_filter
     assert isinstance(attn, MaskedMultiHeadAttention) and attn.window is None
     h = torch.randn(1, 8, 10)
     mask = _mask([7], 10)

@@ -16,6 +16,7 @@ from ..data.dataset import pad_features
 from ..data.grid import FeatureGrid
 from ..evaluation import MapResult, evaluate_map
 from ..evaluation.map import load_json
+from ..model.outputs import VideoPrediction
 from .fusion import evaluation_ground_truth, fusion_stage
 from .postprocess import PostprocessOptions, postprocess_video, to_results
 
@@ -26,13 +27,12 @@ def postprocess_options(cfg: Config) -> PostprocessOptions:
 
 
 @torch.no_grad()
-def raw_predictions(model, feats: torch.Tensor, device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def raw_predictions(model, feats: torch.Tensor, device) -> VideoPrediction:
     """One video's features (C, T) -> the model's pre-NMS output on CPU, per level l: scores (T_l, K) and
     class-wise segments (T_l, K, 2) in grid steps (``Detector.predict``), for post-processing or inspection."""
     model.eval()
     x, mask = pad_features([feats.to(device)], model.divisor)
-    scores, segments = model.predict(x, mask)[0]
-    return [s.float().cpu() for s in scores], [s.float().cpu() for s in segments]
+    return model.predict(x, mask)[0].cpu()
 
 
 def detect(model, feats: torch.Tensor, grid: FeatureGrid, duration: float, opts: PostprocessOptions,

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cltdr import LevelOutputs
 from .layers import ConvTower, run_towers
+from .outputs import LevelOutputs
 
 
 class ActionFormerDecoder(nn.Module):

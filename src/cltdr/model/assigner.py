@@ -7,29 +7,12 @@ Positions and segments are in feature-grid steps; regression targets are in unit
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-
-class Points(NamedTuple):
-    """The points of all levels: point ``i`` sits at grid position ``position[i]`` of level stride ``stride[i]``."""
-
-    position: Tensor  # (P,) t * stride
-    stride: Tensor  # (P,)
-    reg_min: Tensor  # (P,) the level's regression range, in grid steps
-    reg_max: Tensor  # (P,)
-
-
-def make_points(lengths: Sequence[int], ranges: Sequence[tuple[float, float]], device=None) -> Points:
-    """Points for levels of ``lengths[l]`` steps with stride 2^l and regression ranges ``ranges[l]``."""
-    parts = []
-    for l, (T, (lo, hi)) in enumerate(zip(lengths, ranges)):
-        s = 2.0 ** l
-        pos = torch.arange(T, dtype=torch.float32, device=device) * s
-        parts.append((pos, torch.full_like(pos, s), torch.full_like(pos, lo), torch.full_like(pos, hi)))
-    return Points(*(torch.cat(p) for p in zip(*parts)))
+from .outputs import Points, segments_to_distances
 
 
 class Targets(NamedTuple):
@@ -79,7 +62,6 @@ def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, c
     n_idx = torch.where(is_best, torch.arange(N, device=device)[None], torch.full_like(lab, N))
     best = torch.full((P, num_classes), N, device=device).scatter_reduce(1, lab, n_idx, "amin")  # (P, K)
     cls = best < N  # (P, K)
-    pad = torch.zeros(P, 1, device=device)
-    dist = torch.stack([torch.cat([left, pad], 1).gather(1, best), torch.cat([right, pad], 1).gather(1, best)], -1)
-    reg = dist / points.stride[:, None, None] * cls[..., None]  # (P, K, 2)
+    regressed = torch.cat([segments, segments.new_zeros(1, 2)])[best]  # (P, K, 2); row N: no action
+    reg = segments_to_distances(pos, points.stride[:, None], regressed) * cls[..., None]  # (P, K, 2)
     return Targets(cls.to(pos.dtype), reg)

@@ -9,18 +9,17 @@ refinement and the fusion; TriDet's decoder is this one with no neighbours and n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvTower, MaskedConv1d, concat_levels, init_outputs, masked_mean, run_towers, split_levels
+from .layers import ConvTower, MaskedConv1d, init_outputs, masked_mean, run_towers
+from .outputs import LevelOutputs
 from .trident import trident_distances
 
-__all__ = ["CLTDRDecoder", "CrossLevelAttention", "CrossLevelFusion", "LevelOutputs", "NeighbourFusion",
-           "concat_levels", "downsample", "refine_distances", "refined_log_prob", "split_levels", "upsample"]
+__all__ = ["CLTDRDecoder", "CrossLevelFusion", "NeighbourFusion", "downsample", "upsample"]
 
 Side = Literal["above", "below"]
 FusionMode = Literal["attention", "add", "concat"]
@@ -75,16 +74,6 @@ class CrossLevelFusion(nn.Module):
         return p if neighbour is None else p + self.term(p, mask, neighbour)
 
 
-class CrossLevelAttention(CrossLevelFusion):
-    """DCM (eqs. 5-6) and DRM (eqs. 7-8): select features of a neighbour level by channel attention.
-
-        f_n = Resample(P^n),  f_l = Conv(P^l),  W = Sigmoid(FC(GAP(ReLU(f_n + f_l)))),  out = P^l + f_n * W
-    """
-
-    def __init__(self, dim: int, resample: nn.Module, kernel_size: int = 3):
-        super().__init__(dim, resample, mode="attention", kernel_size=kernel_size)
-
-
 class NeighbourFusion(nn.Module):
     """P^l plus the terms of the chosen neighbour levels: f = P^l + term_below(P^{l-1}) + term_above(P^{l+1}).
 
@@ -110,35 +99,6 @@ class NeighbourFusion(nn.Module):
         if self.above is not None and coarser is not None:
             out = out + self.above.term(p, mask, coarser)
         return out
-
-
-@dataclass
-class LevelOutputs:
-    """Raw decoder outputs of one level (logits; distances in units of the level's stride).
-
-    A decoder without refinement leaves ``refine_logits`` / ``refine_offsets`` unset; the refined outputs are
-    then the coarse ones.
-    """
-
-    cls_logits: Tensor  # (B, T, K) coarse classification (DCM)
-    distances: Tensor  # (B, T, K, 2) coarse start / end distances (DRM + Trident), >= 0
-    refine_logits: Optional[Tensor] = None  # (B, T, K) refinement R_co of eq. 10
-    refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12
-
-
-def refine_distances(distances: Tensor, offsets: Tensor, clamp: bool = False) -> Tensor:
-    """Eqs. 11-12 in distance form: s' = s + R_so and e' = e + R_eo, with s = t - d_s and e = t + d_e.
-
-    distances (B, T, K, 2), offsets (B, T, 2) -> (B, T, K, 2). With ``clamp`` each refined distance is kept
-    >= 0 (the released code), so a refined segment still contains its point, as every positive's target does.
-    """
-    out = torch.stack([distances[..., 0] - offsets[:, :, None, 0], distances[..., 1] + offsets[:, :, None, 1]], -1)
-    return out.clamp(min=0) if clamp else out
-
-
-def refined_log_prob(cls_logits: Tensor, refine_logits: Tensor) -> Tensor:
-    """log of eq. 10, sqrt(a * R_co) with a, R_co the sigmoids of the logits, computed stably in log space."""
-    return 0.5 * (F.logsigmoid(cls_logits) + F.logsigmoid(refine_logits))
 
 
 class CLTDRDecoder(nn.Module):
@@ -194,10 +154,6 @@ class CLTDRDecoder(nn.Module):
                 start += n
             setattr(self, attr, head)
         self.clamp_refined = clamp_refined
-
-    # The CLFF resampling convs of eq. 9, by the paper's names.
-    clff_down = property(lambda self: self.clff.below.resample)
-    clff_up = property(lambda self: self.clff.above.resample)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
         L = len(feats)

@@ -15,44 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .assigner import Points, Targets, assign, make_points
-from .cltdr import LevelOutputs, refine_distances, refined_log_prob
+from .assigner import Targets, assign
 from .losses import distance_iou, iou_loss, varifocal_loss
-
-
-@dataclass
-class Outputs:
-    """Decoder outputs of all levels, concatenated along points (see :class:`LevelOutputs`).
-
-    Decoders without refinement (ActionFormer, Trident, CLTDR with ``refine`` off for a task) leave the
-    refinement unset: the refined score and boundaries then fall back to the coarse ones.
-    """
-
-    cls_logits: Tensor  # (B, P, K)
-    distances: Tensor  # (B, P, K, 2) coarse, in strides
-    refine_logits: Optional[Tensor]  # (B, P, K) or None
-    refine_offsets: Optional[Tensor]  # (B, P, 2) or None
-    mask: Tensor  # (B, P) valid points
-    points: Points
-    level_sizes: list[int]  # points per level
-    clamp_refined: bool = False  # refined distances kept >= 0 (the decoder's choice, see refine_distances)
-
-    @property
-    def refined(self) -> bool:
-        """Whether any output is refined (and the loss mixes refined and coarse terms)."""
-        return self.refine_logits is not None or self.refine_offsets is not None
-
-    @property
-    def refined_distances(self) -> Tensor:
-        if self.refine_offsets is None:
-            return self.distances
-        return refine_distances(self.distances, self.refine_offsets, self.clamp_refined)
-
-    @property
-    def refined_log_prob(self) -> Tensor:
-        if self.refine_logits is None:
-            return F.logsigmoid(self.cls_logits)
-        return refined_log_prob(self.cls_logits, self.refine_logits)
+from .outputs import LevelOutputs, Outputs, VideoPrediction, make_points
 
 
 @dataclass(frozen=True)
@@ -186,23 +151,16 @@ class Detector(nn.Module):
 
     # ---------------------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def predict(self, feats: Tensor, mask: Tensor) -> list[tuple[list[Tensor], list[Tensor]]]:
-        """Per video, per level: refined scores (T_l, K) and class-wise segments (T_l, K, 2) in grid steps.
-
-        Only each video's valid steps are returned, so padding never reaches post-processing.
-        """
+    def predict(self, feats: Tensor, mask: Tensor) -> list[VideoPrediction]:
+        """Per video: refined scores and class-wise segments (grid steps) of each level's valid steps."""
         out = self(feats, mask)
         scores = out.refined_log_prob.exp()  # (B, P, K)
-        d = out.refined_distances * out.points.stride[None, :, None, None]  # (B, P, K, 2) in grid steps
-        pos = out.points.position[None, :, None]
-        segs = torch.stack([pos - d[..., 0], pos + d[..., 1]], -1)
+        segs = out.segments()  # (B, P, K, 2)
+        n_valid = out.mask.view(mask.shape[0], -1).split(out.level_sizes, 1)  # [(B, T_l)]
+        counts = torch.stack([m.sum(1) for m in n_valid], 1).tolist()  # (B, L): one host sync for the batch
         results = []
-        for b in range(feats.shape[0]):
-            level_scores, level_segs = [], []
-            for sc, sg, m in zip(scores[b].split(out.level_sizes), segs[b].split(out.level_sizes),
-                                 out.mask[b].split(out.level_sizes)):
-                n = int(m.sum())
-                level_scores.append(sc[:n])
-                level_segs.append(sg[:n])
-            results.append((level_scores, level_segs))
+        for b, per_level in enumerate(counts):
+            results.append(VideoPrediction(
+                [sc[:n] for sc, n in zip(scores[b].split(out.level_sizes), per_level)],
+                [sg[:n] for sg, n in zip(segs[b].split(out.level_sizes), per_level)]))
         return results

@@ -53,10 +53,6 @@ class GlobalFilter(nn.Module):
         w = self.conv2(h)[0].split([n for s in specs for n in (s.shape[-1], self.gap)], -1)[0::2]
         return [torch.complex(*wi.to(s.real.dtype).chunk(2, dim=0)) for wi, s in zip(w, specs)]
 
-    def filter(self, x: Tensor) -> Tensor:
-        """Unmasked global filtering of equally long sequences: (B, D, T) -> (B, D, T)."""
-        return self(x, torch.ones(x.shape[0], x.shape[-1], dtype=torch.bool, device=x.device))
-
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         # FFTs of half precision need power-of-two lengths: transform in fp32 under autocast.
         h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
@@ -129,11 +125,6 @@ class GMGBlock(MixerBlock):
         mixer = GMGMixer(dim, kernel_size=kernel_size, instant=instant, local=local, global_branch=global_branch,
                          gate=gate, num_heads=num_heads)
         super().__init__(dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups)
-
-    # The branches, by the names of eq. 4 (None when switched off).
-    instant = property(lambda self: self.mixer.instant)
-    local = property(lambda self: self.mixer.local)
-    global_filter = property(lambda self: self.mixer.global_filter)
 
 
 class GMGEncoder(PyramidEncoder):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..ops.segments import inter_union, iou_of
+
 
 def varifocal_loss(log_p: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:
     """Element-wise varifocal loss (Zhang et al. 2021) from log-probabilities.
@@ -25,30 +27,25 @@ def varifocal_loss(log_p: Tensor, target: Tensor, alpha: float = 0.75, gamma: fl
     return torch.where(target > 0, pos, neg)
 
 
-def _as_segments(d: Tensor) -> tuple[Tensor, Tensor]:
-    return -d[..., 0], d[..., 1]
+def _inter_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Distances from one point are the segments [-d_start, d_end] of a frame centred on it."""
+    return inter_union(-pred[..., 0], pred[..., 1], -target[..., 0], target[..., 1])
 
 
-def distance_iou(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+def distance_iou(pred: Tensor, target: Tensor) -> Tensor:
     """tIoU of segments given as distances from one point: (..., 2) x (..., 2) -> (...)."""
-    ps, pe = _as_segments(pred)
-    ts, te = _as_segments(target)
-    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
-    union = (pe - ps).clamp(min=0) + (te - ts) - inter
-    return inter / union.clamp(min=eps)
+    return iou_of(*_inter_union(pred, target))
 
 
 def iou_loss(pred: Tensor, target: Tensor, kind: str = "diou", eps: float = 1e-6) -> Tensor:
     """1 - IoU, GIoU (minus the enclosing gap share) or DIoU (minus squared centre distance over enclosure)."""
-    iou = distance_iou(pred, target, eps)
+    inter, union = _inter_union(pred, target)
+    iou = iou_of(inter, union)
     if kind == "iou":
         return 1 - iou
-    ps, pe = _as_segments(pred)
-    ts, te = _as_segments(target)
+    ps, pe, ts, te = -pred[..., 0], pred[..., 1], -target[..., 0], target[..., 1]
     enclose = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=eps)
     if kind == "giou":
-        inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
-        union = (pe - ps).clamp(min=0) + (te - ts) - inter
         return 1 - iou + (enclose - union) / enclose
     if kind == "diou":
         center_gap = 0.5 * ((ps + pe) - (ts + te))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cltdr.ops.segments import _iou
+from cltdr.ops.segments import aligned_segment_iou, inter_union, iou_of
 
 # The packed table is compacted (dead candidates and finished groups removed) every this many rounds.
 _COMPACT_EVERY = 8
@@ -119,7 +119,6 @@ def _decay_rounds(
         cur=torch.where(slots >= 0, scores[safe], -math.inf),  # current scores, -inf once kept or dropped
         starts=segments[safe, 0],
         ends=segments[safe, 1],
-        lengths=(segments[safe, 1] - segments[safe, 0]).clamp_min(0),
     )
     kept: list[Tensor] = []
     kept_scores: list[Tensor] = []
@@ -143,10 +142,8 @@ def _decay_rounds(
             floor = best_kept[-1].clamp_min(min_score)
 
         t.cur[rows, best] = -math.inf
-        b_start, b_end, b_len = t.starts[rows, best, None], t.ends[rows, best, None], t.lengths[rows, best, None]
-        inter = (torch.minimum(t.ends, b_end) - torch.maximum(t.starts, b_start)).clamp_min_(0)  # (G, M)
-        union = (t.lengths + b_len).sub_(inter)  # (G, M)
-        iou = inter.div_(torch.where(union > 0, union, 1.0))  # (G, M) IoU with the group's best, as segment_iou
+        b_start, b_end = t.starts[rows, best, None], t.ends[rows, best, None]  # (G, 1)
+        iou = iou_of(*inter_union(t.starts, t.ends, b_start, b_end))  # (G, M) IoU with the group's best
         decayed = t.cur.mul_(iou.square_().div_(-sigma).exp_())  # -inf stays -inf, or NaN if the factor is 0
         t.cur = torch.where(decayed >= floor, decayed, -math.inf)
     return torch.cat(kept), torch.cat(kept_scores)
@@ -160,7 +157,6 @@ class _Table:
     cur: Tensor
     starts: Tensor
     ends: Tensor
-    lengths: Tensor
 
     def compact(self) -> _Table:
         """Drop groups with nothing left and shift live candidates left, keeping their order within a group."""
@@ -173,7 +169,7 @@ class _Table:
         rows, cols = live.nonzero(as_tuple=True)  # row-major: left to right inside a group
         new_cols = live.cumsum(dim=1)[rows, cols] - 1
         out = {}
-        for name, fill in (("slots", -1), ("cur", -math.inf), ("starts", 0), ("ends", 0), ("lengths", 0)):
+        for name, fill in (("slots", -1), ("cur", -math.inf), ("starts", 0), ("ends", 0)):
             old = getattr(self, name)[counts > 0]
             out[name] = torch.full((live.shape[0], width), fill, dtype=old.dtype, device=old.device)
             out[name][rows, new_cols] = old[rows, cols]
@@ -220,7 +216,7 @@ def _score_voting(
     column = torch.arange(owner.shape[0], device=rows.device) - (counts.cumsum(0) - counts)[owner] + lo[owner]
     idx = slots[rows[owner], column]  # (E,) input index of each voter (-1: padding, only when v == 0)
     theirs = segments[idx.clamp_min(0)]  # (E, 2)
-    iou = _iou(kept_segments[owner], theirs)  # (E,)
+    iou = aligned_segment_iou(kept_segments[owner], theirs)  # (E,)
     weights = torch.where((idx >= 0) & (iou >= voting_iou), iou * scores[idx.clamp_min(0)].to(iou.dtype), 0.0)
     total = iou.new_zeros(rows.shape[0]).index_add_(0, owner, weights)[:, None]  # (D, 1); 0: zero-length kept
     summed = theirs.new_zeros(kept_segments.shape).index_add_(0, owner, weights[:, None] * theirs)  # (D, 2)

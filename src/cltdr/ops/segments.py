@@ -16,14 +16,25 @@ def _check_segments(name: str, segments: Tensor) -> None:
         raise ValueError(f"{name} must have shape (N, 2) holding [start, end] rows, got {tuple(segments.shape)}")
 
 
+def inter_union(a_start: Tensor, a_end: Tensor, b_start: Tensor, b_end: Tensor) -> tuple[Tensor, Tensor]:
+    """Intersection and union lengths of broadcastable segments given by their starts and ends.
+
+    The one core of every IoU in cltdr (pairwise, aligned, Soft-NMS, the IoU-family losses): a segment with
+    ``end <= start`` has length 0, so it intersects nothing and adds nothing to a union.
+    """
+    inter = (torch.minimum(a_end, b_end) - torch.maximum(a_start, b_start)).clamp_min(0)
+    union = (a_end - a_start).clamp_min(0) + (b_end - b_start).clamp_min(0) - inter
+    return inter, union
+
+
+def iou_of(inter: Tensor, union: Tensor) -> Tensor:
+    """inter / union, and 0 where the union is empty (both segments empty): no NaN, also in the gradient."""
+    return inter / torch.where(union > 0, union, torch.ones_like(union))
+
+
 def _iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of broadcastable ``(..., 2)`` segment tensors -> ``(...)``."""
-    a_len = (a[..., 1] - a[..., 0]).clamp_min(0)
-    b_len = (b[..., 1] - b[..., 0]).clamp_min(0)
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
-    union = a_len + b_len - inter
-    # union == 0 only when both are empty, and then inter == 0: divide by 1 (no NaN, also in the gradient)
-    return inter / torch.where(union > 0, union, torch.ones_like(union))
+    return iou_of(*inter_union(a[..., 0], a[..., 1], b[..., 0], b[..., 1]))
 
 
 def segment_iou(a: Tensor, b: Tensor) -> Tensor:

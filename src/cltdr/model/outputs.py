@@ -1,0 +1,131 @@
+"""The boundary between decoders and the detector: the points of the pyramid, the segment coder, what a decoder
+returns, the refinement of eqs. 10-12 and the typed prediction of one video.
+
+Shapes: B batch, T steps of one level, P points over all levels, K classes, N segments.
+Every decoder (CLTDR, Trident, ActionFormer) returns one :class:`LevelOutputs` per level; the detector lays them
+end to end as :class:`Outputs`. Distances are in units of a point's stride; :func:`distances_to_segments` and
+:func:`segments_to_distances` are the one conversion to and from segments in grid steps, used by the label
+assignment (targets) and by decoding (predictions) alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+# ------------------------------------------------------------------------------------- points and the coder
+class Points(NamedTuple):
+    """The points of all levels: point ``i`` sits at grid position ``position[i]`` of level stride ``stride[i]``."""
+
+    position: Tensor  # (P,) t * stride
+    stride: Tensor  # (P,)
+    reg_min: Tensor  # (P,) the level's regression range, in grid steps
+    reg_max: Tensor  # (P,)
+
+
+def make_points(lengths: Sequence[int], ranges: Sequence[tuple[float, float]], device=None) -> Points:
+    """Points for levels of ``lengths[l]`` steps with stride 2^l and regression ranges ``ranges[l]``."""
+    parts = []
+    for l, (T, (lo, hi)) in enumerate(zip(lengths, ranges)):
+        s = 2.0 ** l
+        pos = torch.arange(T, dtype=torch.float32, device=device) * s
+        parts.append((pos, torch.full_like(pos, s), torch.full_like(pos, lo), torch.full_like(pos, hi)))
+    return Points(*(torch.cat(p) for p in zip(*parts)))
+
+
+# ------------------------------------------------------------------------------------------ decoder outputs
+@dataclass
+class LevelOutputs:
+    """Raw decoder outputs of one level (logits; distances in units of the level's stride).
+
+    A decoder without refinement leaves ``refine_logits`` / ``refine_offsets`` unset; the refined outputs are
+    then the coarse ones.
+    """
+
+    cls_logits: Tensor  # (B, T, K) coarse classification (DCM)
+    distances: Tensor  # (B, T, K, 2) coarse start / end distances (DRM + Trident), >= 0
+    refine_logits: Optional[Tensor] = None  # (B, T, K) refinement R_co of eq. 10
+    refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12
+
+
+def refine_distances(distances: Tensor, offsets: Tensor, clamp: bool = False) -> Tensor:
+    """Eqs. 11-12 in distance form: s' = s + R_so and e' = e + R_eo, with s = t - d_s and e = t + d_e.
+
+    distances (B, T, K, 2), offsets (B, T, 2) -> (B, T, K, 2). With ``clamp`` each refined distance is kept
+    >= 0 (the released code), so a refined segment still contains its point, as every positive's target does.
+    """
+    out = torch.stack([distances[..., 0] - offsets[:, :, None, 0], distances[..., 1] + offsets[:, :, None, 1]], -1)
+    return out.clamp(min=0) if clamp else out
+
+
+def refined_log_prob(cls_logits: Tensor, refine_logits: Tensor) -> Tensor:
+    """log of eq. 10, sqrt(a * R_co) with a, R_co the sigmoids of the logits, computed stably in log space."""
+    return 0.5 * (F.logsigmoid(cls_logits) + F.logsigmoid(refine_logits))
+
+
+def segments_to_distances(position: Tensor, stride: Tensor, segments: Tensor) -> Tensor:
+    """Encode: segments ``[start, end]`` (..., 2) in grid steps -> distances from the point at ``position``
+    (to the start, to the end) in units of its ``stride``; position and stride broadcast against (...)."""
+    return torch.stack([position - segments[..., 0], segments[..., 1] - position], -1) / stride[..., None]
+
+
+def distances_to_segments(position: Tensor, stride: Tensor, distances: Tensor) -> Tensor:
+    """Decode, the inverse of :func:`segments_to_distances`: distances (..., 2) -> segments (..., 2)."""
+    d = distances * stride[..., None]
+    return torch.stack([position - d[..., 0], position + d[..., 1]], -1)
+
+
+@dataclass
+class Outputs:
+    """Decoder outputs of all levels, concatenated along points (see :class:`LevelOutputs`).
+
+    Decoders without refinement (ActionFormer, Trident, CLTDR with ``refine`` off for a task) leave the
+    refinement unset: the refined score and boundaries then fall back to the coarse ones.
+    """
+
+    cls_logits: Tensor  # (B, P, K)
+    distances: Tensor  # (B, P, K, 2) coarse, in strides
+    refine_logits: Optional[Tensor]  # (B, P, K) or None
+    refine_offsets: Optional[Tensor]  # (B, P, 2) or None
+    mask: Tensor  # (B, P) valid points
+    points: Points
+    level_sizes: list[int]  # points per level
+    clamp_refined: bool = False  # refined distances kept >= 0 (the decoder's choice, see refine_distances)
+
+    @property
+    def refined(self) -> bool:
+        """Whether any output is refined (and the loss mixes refined and coarse terms)."""
+        return self.refine_logits is not None or self.refine_offsets is not None
+
+    @property
+    def refined_distances(self) -> Tensor:
+        if self.refine_offsets is None:
+            return self.distances
+        return refine_distances(self.distances, self.refine_offsets, self.clamp_refined)
+
+    @property
+    def refined_log_prob(self) -> Tensor:
+        if self.refine_logits is None:
+            return F.logsigmoid(self.cls_logits)
+        return refined_log_prob(self.cls_logits, self.refine_logits)
+
+    def segments(self) -> Tensor:
+        """The refined class-wise segments of every point, (B, P, K, 2) in grid steps."""
+        return distances_to_segments(self.points.position[None, :, None], self.points.stride[None, :, None],
+                                     self.refined_distances)
+
+
+class VideoPrediction(NamedTuple):
+    """One video's pre-NMS prediction, per level l, over its valid steps only (padding never reaches it)."""
+
+    scores: list[Tensor]  # [(T_l, K)] refined class probabilities
+    segments: list[Tensor]  # [(T_l, K, 2)] class-wise [start, end] in grid steps
+
+    def cpu(self) -> VideoPrediction:
+        """On the CPU in fp32, as post-processing takes it."""
+        return VideoPrediction([s.float().cpu() for s in self.scores], [s.float().cpu() for s in self.segments])
