@@ -12,7 +12,7 @@ from cltdr import cli
 from cltdr.ablate import load_spec, variant_config
 from cltdr.errors import ConfigError
 from cltdr.model import build_detector, count_parameters
-from cltdr.training.checkpoint import load_checkpoint
+from cltdr.runs import load_checkpoint
 from cltdr.training.trainer import Trainer
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
@@ -39,7 +39,7 @@ def test_ablate_writes_the_table_and_resumes_a_half_done_one(tiny_data, write_co
     real_epoch = Trainer.train_epoch
 
     def interrupted(self, logger):
-        if self.run_dir.name == "no_gate" and self.epoch == 1:
+        if self.run.root.name == "no_gate" and self.epoch == 1:
             raise KeyboardInterrupt
         return real_epoch(self, logger)
 

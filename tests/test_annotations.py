@@ -88,7 +88,7 @@ def test_default_fps(tmp_path):
 
 
 def test_missing_file_and_bad_json(tmp_path):
-    raises(tmp_path / "nope.json", "does not exist")
+    raises(tmp_path / "nope.json", "not found")
     path = tmp_path / "bad.json"
     path.write_text('{"database": {\n  "v1": {,}\n}}')
     raises(path, "not valid JSON", "line 2", "column")

@@ -10,7 +10,7 @@ import torch
 
 from cltdr.config import config_from_dict, load_config
 from cltdr.errors import CheckpointError, ConfigError
-from cltdr.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from cltdr.runs import check_compatible, load_checkpoint, save_checkpoint
 from cltdr.training.ema import ModelEMA
 from cltdr.training.schedule import warmup_cosine
 from cltdr.utils.io import atomic_write
@@ -218,7 +218,7 @@ def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path)
     with (RUN_KEYS_BEFORE), not today's defaults, so its checkpoint still fits."""
     import yaml
 
-    from cltdr.training.trainer import RUN_KEYS_BEFORE, run_config
+    from cltdr.runs import RUN_KEYS_BEFORE, run_config
 
     data = config_from_dict(BASE).model_dump(mode="json")
     for key in RUN_KEYS_BEFORE:

@@ -11,8 +11,8 @@ from cltdr import cli
 from cltdr.data import synth
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import Detector, build_detector
-from cltdr.training.checkpoint import load_checkpoint
-from cltdr.training.trainer import run_config, seed_everything
+from cltdr.runs import load_checkpoint, run_config
+from cltdr.training.trainer import seed_everything
 
 # The tiny preset with three times the training videos: 16 videos are learnt by heart (train mAP ~0.99, test
 # ~0.5), 48 generalise. Generation takes ~0.1 s.

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cltdr.errors import DataError
-from cltdr.evaluation import MapResult, clean_ground_truth, evaluate_map, load_json, validate_predictions
+from cltdr.evaluation import MapResult, clean_ground_truth, evaluate_map, validate_predictions
+from cltdr.utils.io import read_json as load_json
 
 THUMOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14.json"
 THUMOS_THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7]

@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import Config, load_config
 from .errors import CltdrError, ConfigError
-from .utils.io import atomic_write_json, atomic_write_text
+from .runs import RunDir
+from .utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
 RUNTIME_KEYS = ("train.device", "train.num_workers", "train.log_every")
@@ -157,10 +158,10 @@ def measure_latency(model, *, input_dim: int, length: int, videos: int, device: 
 
 def finished_result(run_dir: Path, cfg: Config) -> dict | None:
     """The variant's result if it finished with this config; an error if it finished with another."""
-    path = run_dir / "result.json"
+    path = RunDir(run_dir).result
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
+    result = read_json(path, "ablation result")
     old, new = result.get("config", {}), config_record(cfg)
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
@@ -176,17 +177,18 @@ def seed_runs(cfg: Config, run_dir: Path, seeds: int) -> list[tuple[Config, Path
         return [(cfg, run_dir)]
     configs = [cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + i})})
                for i in range(seeds)]
-    return [(c, run_dir / f"seed-{c.train.seed}") for c in configs]
+    return [(c, RunDir(run_dir).seed(c.train.seed).root) for c in configs]
 
 
 def train_and_test(cfg: Config, run_dir: Path, *, progress: bool, echo: Callable[[str], None], label: str = ""):
-    """Train (or resume) one run, then test its evaluation weights on the test subset and write
-    ``metrics.json`` and ``predictions.json`` beside it. Returns (metrics, the trained model, its device,
-    whether the metrics are fused, training seconds)."""
-    from .inference.runner import evaluate_split
-    from .training.trainer import Trainer, load_trained_model
+    """Train (or resume) one run, then test its evaluation weights on the test subset and write its
+    predictions and metrics beside it (``inference.runner.test_run``). Returns (the headline metrics: fused
+    with external class scores when ``dataset.fusion`` is set, the trained model, its device, whether the
+    metrics are fused, training seconds)."""
+    from .inference.runner import test_run
+    from .training.trainer import Trainer
 
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    resume = RunDir(run_dir).trained
     start = time.perf_counter()
     trainer = Trainer(cfg, run_dir, resume=resume, progress=progress)
     echo(label + (f"resuming at epoch {trainer.epoch}/{trainer.total_epochs}" if resume
@@ -194,15 +196,9 @@ def train_and_test(cfg: Config, run_dir: Path, *, progress: bool, echo: Callable
     trainer.fit()
     del trainer
     train_s = time.perf_counter() - start
-    run_cfg, model, device = load_trained_model(run_dir)
-    split = evaluate_split(run_cfg, model, run_cfg.dataset.test_subset, run_cfg.dataset.class_names, device,
-                           progress=False)
-    fused = getattr(split, "fused", None)  # with external class scores (dataset.fusion), the headline numbers
-    metrics = (fused or split).metrics
-    atomic_write_json(run_dir / "metrics.json", metrics.to_json())
-    atomic_write_json(run_dir / "predictions.json", {"version": "cltdr", "results": (fused or split).results,
-                                                     "external_data": {}}, indent=None)
-    return metrics, model, device, fused is not None, train_s
+    tested = test_run(run_dir, progress=False)
+    fused = tested.split.fused is not None
+    return tested.split.headline.metrics, tested.model, tested.device, fused, train_s
 
 
 def run_variant(name: str, cfg: Config, run_dir: Path, spec: AblationSpec, *, progress: bool,
@@ -223,7 +219,7 @@ def run_variant(name: str, cfg: Config, run_dir: Path, spec: AblationSpec, *, pr
         "latency_input": [spec.latency.length, cfg.dataset.input_dim], "seconds": time.perf_counter() - start,
         "train_seconds": train_s, "config": config_record(cfg),
     }
-    atomic_write_json(run_dir / "result.json", result)
+    atomic_write_json(RunDir(run_dir).result, result)
     return result
 
 
@@ -346,7 +342,7 @@ def train_seeds(cfg: Config, out_dir: Path, seeds: int, *, resume: bool, progres
     ``resume`` a finished seed is kept and a half-trained one continues from its last checkpoint."""
     results = []
     for run_cfg, run_dir in seed_runs(cfg, out_dir, seeds):
-        if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+        if not resume and RunDir(run_dir).trained:
             raise CltdrError(f"{run_dir} already holds a run; pass --resume to continue the seeds in {out_dir} "
                              "or choose another --out")
         result = finished_result(run_dir, run_cfg) if resume else None
@@ -357,10 +353,10 @@ def train_seeds(cfg: Config, out_dir: Path, seeds: int, *, resume: bool, progres
             result = {"seed": run_cfg.train.seed, "subset": run_cfg.dataset.test_subset, "mAP": summary["mAP"],
                       "average_mAP": summary["average_mAP"], "train_seconds": train_s,
                       "config": config_record(run_cfg)}
-            atomic_write_json(run_dir / "result.json", result)
+            atomic_write_json(RunDir(run_dir).result, result)
         results.append(result)
         echo(f"[seed {run_cfg.train.seed}] average mAP {100 * result['average_mAP']:.2f} on "
              f"'{run_cfg.dataset.test_subset}'")
     summary = summarize_seeds(results)
-    atomic_write_json(out_dir / "seeds.json", summary)
+    atomic_write_json(RunDir(out_dir).seeds, summary)
     return summary

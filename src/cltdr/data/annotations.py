@@ -8,7 +8,6 @@ expected. Shapes: N segments of one video.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cltdr.errors import DataError
+from cltdr.utils.io import read_json
 
 SEGMENT_POLICIES = ("error", "clip", "drop")
 BOUNDARY_TOL = 1e-3  # seconds a segment may stick out of [0, duration] before the policy applies
@@ -47,6 +47,14 @@ class AnnotationSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def only(self, video_id: str, where: str) -> AnnotationSet:
+        """The set holding just ``video_id``; ``where`` names this set (subset and file) in the error."""
+        record = next((v for v in self.videos if v.video_id == video_id), None)
+        if record is None:
+            known = [v.video_id for v in self.videos[:5]]
+            raise DataError(f"video {video_id!r} is not in {where}; its videos include {known}")
+        return AnnotationSet([record], self.class_names)
+
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
@@ -55,25 +63,10 @@ def _is_number(x: Any) -> bool:
 def _read_database(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """Parse the file and return its non-empty ``database`` mapping."""
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"annotation file {path} {what}")
-    if path.stat().st_size == 0:
-        raise DataError(f"annotation file {path} is empty; expected a JSON object with a 'database' mapping")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        where = f"line {e.lineno}, column {e.colno}"
-        raise DataError(f"annotation file {path} is not valid JSON: {e.msg} at {where}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"annotation file {path} could not be read: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
-        found = f"top-level keys {sorted(data)}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
-        raise DataError(
-            f'annotation file {path}: expected an object with a "database" mapping '
-            f"{{video_id: {{subset, duration, fps, annotations}}}}, found {found}"
-        )
+    shape = 'a JSON object with a "database" mapping {video_id: {subset, duration, fps, annotations}}'
+    data = read_json(path, "annotation", shape=shape)
+    if not isinstance(data.get("database"), dict):
+        raise DataError(f"annotation file {path}: expected {shape}, found top-level keys {sorted(data)}")
     database = data["database"]
     if not database:
         raise DataError(f'annotation file {path}: "database" is empty (no videos)')

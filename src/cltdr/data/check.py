@@ -69,9 +69,10 @@ def check_video(store: FeatureStore, rec: VideoRecord, min_length: int, reason: 
         check_length(steps, min_length, reason, where)
     except FeatureError as e:
         problems.append(Problem("error", e.kind, str(e), rec.video_id))
-    covered = ((T - 1) * store.feat_stride + store.num_frames) / rec.fps  # seconds the stored features span
+    stored = store.stored_grid(rec.fps)
+    covered = stored.span_seconds(T)
     if abs(covered - rec.duration) > max(LENGTH_TOLERANCE * rec.duration, 2 * store.feat_stride / rec.fps):
-        expected = max(math.floor((rec.duration * rec.fps - store.num_frames) / store.feat_stride) + 1, 0)
+        expected = stored.expected_steps(rec.duration)
         problems.append(Problem(
             "warning", "length vs duration",
             f"{where} has {T} steps covering {covered:.1f} s at {rec.fps:g} fps, but the video lasts "

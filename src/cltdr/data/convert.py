@@ -24,7 +24,6 @@ duplicates (counted in the summary), numbers the classes (in the order given, el
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import DataError
-from ..utils.io import atomic_write_json
+from ..utils.io import atomic_write_json, read_json
 
 DEFAULT_MARGIN_S = 1.0  # a video without known duration lasts until its last action ends plus this
 EPIC_TASKS = ("verb", "noun", "action")
@@ -156,16 +155,6 @@ def _csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         raise DataError(f"{path} could not be read: {e}") from None
 
 
-def _json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as e:
-        raise DataError(f"{path} could not be read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-
-
 def load_video_info(path: Path | None) -> dict[str, dict[str, Any]]:
     """video id -> {duration, fps, subset} (what the file gives) from a CSV (columns video_id, duration and
     optionally fps, subset) or an annotation JSON (ActivityNet layout: ``database`` entries)."""
@@ -173,7 +162,7 @@ def load_video_info(path: Path | None) -> dict[str, dict[str, Any]]:
         return {}
     path = Path(path)
     if path.suffix.lower() == ".json":
-        data = _json(path)
+        data = read_json(path, "video info", expect=None)
         database = data.get("database", data) if isinstance(data, dict) else None
         if not isinstance(database, dict):
             raise DataError(f"{path}: expected an annotation JSON with a 'database' mapping")
@@ -206,7 +195,7 @@ def convert_activitynet(inputs: Sequence[Path], opts: ConvertOptions, fmt: str =
     if len(inputs) != 1:
         raise DataError(f"{fmt}: expected one annotation JSON file, got {len(inputs)} inputs")
     path = Path(inputs[0])
-    data = _json(path)
+    data = read_json(path, f"{fmt} annotation", expect=None)
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict) or not database:
         raise DataError(f"{path}: expected an object with a non-empty 'database' mapping {{video_id: {{...}}}}")

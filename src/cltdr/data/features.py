@@ -346,6 +346,10 @@ class FeatureStore:
             return self.resize_to
         return -(-num_steps // self.downsample_rate)
 
+    def stored_grid(self, fps: float) -> FeatureGrid:
+        """The grid of the stored features themselves (before downsampling or resizing)."""
+        return FeatureGrid(fps=fps, feat_stride=self.feat_stride, num_frames=self.num_frames)
+
     def grid(self, fps: float, num_steps: int) -> FeatureGrid:
         """The grid of the model's input for a video stored with ``num_steps`` steps at ``fps``."""
         stride = self.feat_stride * self.downsample_rate

@@ -29,6 +29,14 @@ class FeatureGrid:
     feat_stride: float
     num_frames: float
 
+    def span_seconds(self, num_steps: int) -> float:
+        """Seconds that ``num_steps`` stored features span: frames ``[0, (T - 1) * feat_stride + num_frames)``."""
+        return ((num_steps - 1) * self.feat_stride + self.num_frames) / self.fps
+
+    def expected_steps(self, duration: float) -> int:
+        """Features a video of ``duration`` seconds yields: the inverse of :meth:`span_seconds`, floored."""
+        return max(int(np.floor((duration * self.fps - self.num_frames) / self.feat_stride)) + 1, 0)
+
     def to_grid(self, seconds):
         """Seconds -> fractional feature index (not clipped: a caller decides what lies outside)."""
         return (seconds * self.fps - 0.5 * self.num_frames) / self.feat_stride

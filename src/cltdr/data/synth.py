@@ -30,7 +30,6 @@ How a video is made (in feature steps; seconds only when the annotation is writt
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import zlib
@@ -43,7 +42,7 @@ import numpy as np
 
 from cltdr.data.grid import FeatureGrid
 from cltdr.errors import ConfigError
-from cltdr.utils.io import atomic_write, atomic_write_json
+from cltdr.utils.io import atomic_write, atomic_write_json, read_json
 
 TRAIN_SUBSET = "training"
 TEST_SUBSET = "testing"
@@ -505,7 +504,6 @@ def describe_database(database: dict[str, Any], feat_stride: float = 4, num_fram
 def describe(info: SynthInfo) -> dict[str, Any]:
     """Statistics of a generated dataset, for the CLI's summary: videos and actions per subset, class counts,
     video lengths in steps and seconds, action-length percentiles in seconds, coverage, classes per video."""
-    with open(info.annotation_path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json(info.annotation_path, "annotation")
     out = {"version": data.get("version"), "input_dim": info.input_dim}
     return out | describe_database(data["database"], info.feat_stride, info.num_frames)

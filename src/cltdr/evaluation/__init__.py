@@ -1,7 +1,7 @@
 """Evaluation: ActivityNet-style detection mAP and recall (SPEC section 3), proposal AR@AN, EPIC-Kitchens
 verb / noun / action, DETAD-style error diagnosis, and export to CSV / DETAD."""
 
-from cltdr.evaluation.inputs import GroundTruth, Predictions, clean_ground_truth, load_json, validate_predictions
+from cltdr.evaluation.inputs import GroundTruth, Predictions, clean_ground_truth, result_file, validate_predictions
 from cltdr.evaluation.map import MapResult, evaluate_map
 from cltdr.evaluation.matching import Matching, match
 
@@ -12,7 +12,7 @@ __all__ = [
     "Predictions",
     "clean_ground_truth",
     "evaluate_map",
-    "load_json",
     "match",
+    "result_file",
     "validate_predictions",
 ]

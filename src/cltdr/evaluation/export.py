@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from cltdr.evaluation.diagnosis import characteristics
-from cltdr.evaluation.inputs import GroundTruth, flatten_predictions, subset_videos
+from cltdr.evaluation.inputs import GroundTruth, flatten_predictions, result_file, subset_videos
 
 CSV_HEADER = ("video", "start", "end", "label", "score")
 
@@ -54,7 +54,7 @@ def detad_predictions(
             dropped += 1
             continue
         results.setdefault(video, []).append({"label": label, "score": score, "segment": [start, end]})
-    return {"version": "cltdr", "results": results, "external_data": {}}, dropped
+    return result_file(results), dropped
 
 
 def detad_ground_truth(ground_truth: Mapping, subset: str) -> dict:

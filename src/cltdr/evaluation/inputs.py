@@ -23,23 +23,10 @@ DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close to a kept se
 _PREDICTION_FORMAT = "{'label': str, 'score': finite number, 'segment': [start, end] with start <= end}"
 
 
-def load_json(path: str | os.PathLike, what: str) -> dict:
-    """Read a JSON object from ``path``; ``what`` ("ground truth", "predictions") names it in errors."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise DataError(
-            f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read {what} file {path}: {err}") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{what} file {path}: expected a JSON object at the top level, got {type(obj).__name__}")
-    return obj
+def result_file(results: Mapping[str, list[dict]]) -> dict:
+    """A prediction file in the ActivityNet result format: ``{"version", "results": {video: [entries]},
+    "external_data"}``, as every command of cltdr writes it."""
+    return {"version": "cltdr", "results": results, "external_data": {}}
 
 
 def validate_predictions(obj: Mapping, source: str, require_label: bool = True) -> None:

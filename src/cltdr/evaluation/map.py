@@ -26,7 +26,6 @@ from cltdr.evaluation.inputs import (  # noqa: F401  (re-exported: the module's 
     GroundTruth,
     Predictions,
     clean_ground_truth,
-    load_json,
     validate_predictions,
 )
 from cltdr.evaluation.matching import Matching, interpolated_ap, match

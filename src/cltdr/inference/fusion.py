@@ -14,7 +14,6 @@ Dimension letters: K classes of the score file, D detections of one video.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from ..config import Config
 from ..data.build import class_names
 from ..errors import DataError
-from ..utils.io import atomic_write_json
+from ..utils.io import read_json
 
 
 @dataclass
@@ -49,15 +48,7 @@ def load_class_scores(path: str | os.PathLike, class_names: list[str] | None = N
     """Read ``{"results": {video: [K scores]}, "class": [K names]}`` (names may instead come from
     ``class_names``) or ``{"results": {video: {name: score}}}`` (``"results"`` may be left out)."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise DataError(f"class score file {path} could not be read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"class score file {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"class score file {path}: expected a JSON object, got {type(data).__name__}")
+    data = read_json(path, "class score")
     results = data.get("results", data)
     names = data.get("class", class_names)
     if not isinstance(results, dict) or not results:
@@ -106,26 +97,3 @@ def evaluation_ground_truth(cfg: Config, gt: dict[str, Any]) -> dict[str, Any]:
             if isinstance(ann, dict):
                 ann["label"] = name
     return merged
-
-
-def fusion_stage(cfg: Config, results: dict[str, list[dict]], gt: dict[str, Any], subset: str):
-    """The fused results and their mAP against the real labels, or None when ``dataset.fusion`` is unset."""
-    fusion = cfg.dataset.fusion
-    if fusion is None:
-        return None
-    from ..evaluation import evaluate_map
-    from .runner import SplitResult
-
-    fused = fuse_detections(results, load_class_scores(fusion.score_file), topk=fusion.topk,
-                            max_segments=fusion.max_segments)
-    return SplitResult(fused, evaluate_map(gt, {"results": fused}, subset, cfg.test.tiou_thresholds))
-
-
-def write_fused(out_dir: str | os.PathLike, fused) -> list[Path]:
-    """Write ``predictions_fused.json`` and ``metrics_fused.json`` beside the unfused outputs."""
-    out_dir = Path(out_dir)
-    return [
-        atomic_write_json(out_dir / "predictions_fused.json",
-                          {"version": "cltdr", "results": fused.results, "external_data": {}}, indent=None),
-        atomic_write_json(out_dir / "metrics_fused.json", fused.metrics.to_json()),
-    ]

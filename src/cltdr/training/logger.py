@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+
+from ..runs import RunDir
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
-        self.path = Path(run_dir) / "log.jsonl"
+    def __init__(self, run: RunDir, tensorboard: bool = True):
+        self.path = run.log
         self.writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter  # TensorBoard event files, without TensorFlow
 
-            self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+            self.writer = SummaryWriter(str(run.tensorboard))
 
     def log(self, step: int, **values) -> None:
         record = {"time": round(time.time(), 3), "step": step, **values}

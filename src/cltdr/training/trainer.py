@@ -1,7 +1,6 @@
 """The training loop: AdamW, warm-up + cosine schedule, clipping, EMA, atomic per-epoch checkpoints, resume.
 
-A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` (and ``best.pt`` when a
-validation subset is named), ``log.jsonl`` and TensorBoard scalars under ``tb/``. Resuming reloads weights,
+Training writes a run directory (its layout: ``cltdr.runs``). Resuming reloads weights,
 optimiser, schedule, EMA, loss normaliser and RNG state at the last completed epoch; crops and shuffling
 derive from (seed, epoch), so the resumed run continues exactly as the uninterrupted one would have.
 """
@@ -14,26 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from ..config import Config, config_from_dict
+from ..config import Config
 from ..data.build import check_features, load_split, make_dataset, make_loader, resolve_paths
-from ..errors import CltdrError, ConfigError
+from ..errors import CltdrError
+from ..inference.runner import evaluate_split
 from ..model import build_detector
+from ..runs import RunDir, check_compatible, load_checkpoint, run_config, save_checkpoint, select_device
 from ..utils.io import atomic_write_text
-from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .ema import ModelEMA
 from .logger import RunLogger
 from .schedule import warmup_cosine
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available on this machine")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -66,39 +57,16 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# Model keys added after runs were first saved, with the value that rebuilds what such a run trained (the
-# default for new runs may differ): a run's config.yaml without the key gets this value, so old runs still load.
-RUN_KEYS_BEFORE = {"model.cltdr.offset_init": "default", "model.cltdr.clamp_refined": False,
-                   "model.cltdr.depthwise": False, "model.cltdr.depthwise_up": False,
-                   "model.cltdr.shared_refine": False, "model.cltdr.detach_boundary": False}
-
-
-def run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise CltdrError(f"{run_dir} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
-    data = yaml.safe_load(path.read_text())
-    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("decoder", "cltdr") == "cltdr":
-        for key, value in RUN_KEYS_BEFORE.items():
-            node = data
-            *parents, last = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node.setdefault(last, value)
-    return config_from_dict(data, str(path))
-
-
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
-        self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.run = RunDir(run_dir)
         self.progress = progress
-        last = self.ckpt_dir / "last.pt"
+        last = self.run.last
         cfg = resolve_paths(cfg)
         if last.exists() and not resume:
-            raise CltdrError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+            raise CltdrError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out")
         if resume and not last.exists():
-            raise CltdrError(f"nothing to resume in {self.run_dir}: {last} does not exist")
+            raise CltdrError(f"nothing to resume in {self.run.root}: {last} does not exist")
         self.cfg = cfg
         self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
@@ -123,7 +91,7 @@ class Trainer:
         self.best: dict | None = None
         if resume:
             self._load(last)
-        atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
+        atomic_write_text(self.run.config, cfg.to_yaml())
 
     # --------------------------------------------------------------------------------------- state
     def _state(self) -> dict:
@@ -136,8 +104,8 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        saved = run_config(self.run_dir).model_dump(mode="json")
-        check_compatible(saved, self.cfg.model_dump(mode="json"), self.run_dir / "config.yaml")
+        saved = run_config(self.run.root).model_dump(mode="json")
+        check_compatible(saved, self.cfg.model_dump(mode="json"), self.run.config)
         check_compatible(state["config"], self.cfg.model_dump(mode="json"), path)
         self.model.load_state_dict(state["model"])
         if self.ema and state["ema"] is not None:
@@ -184,8 +152,8 @@ class Trainer:
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
     def fit(self) -> Path:
-        logger = RunLogger(self.run_dir)
-        last = self.ckpt_dir / "last.pt"
+        logger = RunLogger(self.run)
+        last = self.run.last
         val = self.cfg.dataset.val_subset
         try:
             while self.epoch < self.total_epochs:
@@ -197,7 +165,7 @@ class Trainer:
                 logger.log(self.epoch * self.iters_per_epoch, epoch=self.epoch, **summary)
                 if val and (self.best is None or summary["val_average_mAP"] > self.best["average_mAP"]):
                     self.best = {"epoch": self.epoch, "average_mAP": summary["val_average_mAP"]}
-                    save_checkpoint(self.ckpt_dir / "best.pt", self._state())
+                    save_checkpoint(self.run.best, self._state())
                 save_checkpoint(last, self._state())
                 if self.progress:
                     shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
@@ -207,33 +175,5 @@ class Trainer:
         return last
 
     def validate(self, subset: str) -> float:
-        from ..inference.runner import evaluate_split  # late import: inference depends on training's helpers
-
         result = evaluate_split(self.cfg, self.eval_model, subset, self.class_names, self.device, progress=False)
         return result.metrics.average_mAP
-
-
-def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
-                       weights: str = "ema"):
-    """A run's config and its model with the evaluation weights, in eval mode.
-
-    ``checkpoint`` is a path, 'last', 'best', or None (best when the run kept one, else last). ``weights``:
-    'ema' (the EMA when the run kept one, else the raw weights) or 'raw' (the optimiser's weights).
-    """
-    run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
-    if checkpoint is None:
-        checkpoint = "best" if (run_dir / "checkpoints" / "best.pt").exists() else "last"
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt" if checkpoint in ("last", "best") else Path(checkpoint)
-    dev = select_device(device if device != "auto" else cfg.train.device)
-    state = load_checkpoint(path, map_location=dev)
-    check_compatible(state["config"], cfg.model_dump(mode="json"), path)
-    model = build_detector(cfg, len(cfg.dataset.class_names)).to(dev)
-    if weights not in ("ema", "raw"):
-        raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")
-    chosen = state["ema"] if weights == "ema" and state.get("ema") is not None else state["model"]
-    try:
-        model.load_state_dict(chosen)
-    except RuntimeError as e:
-        raise CltdrError(f"checkpoint {path} does not fit the model of {run_dir / 'config.yaml'}: {e}") from None
-    return cfg, model.eval(), dev

@@ -40,15 +40,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
 
-def read_json(path: str | os.PathLike, what: str, *, expect: type | None = dict) -> Any:
+def read_json(path: str | os.PathLike, what: str, *, expect: type | None = dict, shape: str | None = None) -> Any:
     """The JSON document in ``path``; ``what`` ("ground-truth", "annotation", ...) names the file in errors.
 
-    Every failure is a :class:`~cltdr.errors.DataError` that names the file and says what is wrong (missing,
-    a directory, empty, not JSON with the line and column, unreadable, or not a JSON ``expect`` at the top level).
+    ``expect``: the type of the top-level value (None: any); ``shape`` describes it in errors (default: "a JSON
+    object" for a dict). Every failure is a :class:`~cltdr.errors.DataError` that names the file and says what
+    is wrong: missing, a directory, empty, not JSON (with the line and column), unreadable, or of another type.
     """
     from ..errors import DataError
 
     path = Path(path)
+    shape = shape or ("a JSON object" if expect is dict else "a JSON document" if expect is None
+                      else f"a JSON {expect.__name__}")
     if path.is_dir():
         raise DataError(f"{what} file {path} is a directory, not a file")
     try:
@@ -59,13 +62,12 @@ def read_json(path: str | os.PathLike, what: str, *, expect: type | None = dict)
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{what} file {path} could not be read: {err}") from None
     if not text.strip():
-        raise DataError(f"{what} file {path} is empty; expected a JSON document")
+        raise DataError(f"{what} file {path} is empty; expected {shape}")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno}, "
                         f"column {err.colno}") from None
     if expect is not None and not isinstance(obj, expect):
-        raise DataError(f"{what} file {path}: expected a JSON {'object' if expect is dict else expect.__name__} "
-                        f"at the top level, got {type(obj).__name__}")
+        raise DataError(f"{what} file {path}: expected {shape} at the top level, got {type(obj).__name__}")
     return obj

@@ -6,22 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import echo
+
 
 def cmd_ablate(args) -> None:
-    from .ablate import run_ablation
+    from ..ablate import run_ablation
 
     try:
         table = run_ablation(args.spec, args.out, overrides=args.set, only=args.only, progress=not args.quiet,
-                             seeds=args.seeds, echo=lambda msg: print(msg, flush=True))
+                             seeds=args.seeds, echo=echo)
     except KeyboardInterrupt:
         print(f"cltdr ablate: run `cltdr ablate {args.spec} --out {args.out}` again to continue: finished variants "
               "are skipped and a half-trained one resumes from its last checkpoint", file=sys.stderr)
         raise
-    print(table.read_text(), flush=True)
-    print(f"wrote {table}", flush=True)
+    echo(table.read_text())
+    echo(f"wrote {table}")
 
 
-def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("ablate", help="train and test every variant of an ablation spec; write a Markdown table")
     s.add_argument("spec", type=Path, help="ablation spec (YAML: base config + named overrides), e.g. ablations/*.yaml")
     s.add_argument("--out", required=True, type=Path, help="output folder: runs/<variant>/ and table.md")

@@ -1,7 +1,7 @@
 """The evaluation commands of ``cltdr``: evaluate, diagnose, plot (timeline, scores, pr) and export.
 
 Each reads files and writes files (JSON, PNG, CSV) atomically; user errors raise
-:class:`~cltdr.errors.CltdrError`, which ``cltdr.cli.main`` turns into one message and exit status 2.
+:class:`~cltdr.errors.CltdrError`, which :func:`cltdr.cli.main` turns into one message and exit status 2.
 """
 
 from __future__ import annotations
@@ -10,16 +10,13 @@ import argparse
 import re
 from pathlib import Path
 
-from .errors import CltdrError
-
-
-def _print(msg: str = "") -> None:
-    print(msg, flush=True)
+from ..errors import CltdrError
+from .common import add_run_options, echo
 
 
 # ------------------------------------------------------------------------------------------------- helpers
 def _thresholds(args) -> list[float]:
-    from .evaluation.protocols import thresholds_for
+    from ..evaluation.protocols import thresholds_for
 
     bad = [t for t in args.tiou or [] if not 0 <= t <= 1]
     if bad:
@@ -28,9 +25,10 @@ def _thresholds(args) -> list[float]:
 
 
 def _load_predictions(path: Path, require_label: bool = True) -> dict:
-    from .evaluation.inputs import load_json, validate_predictions
+    from ..evaluation.inputs import validate_predictions
+    from ..utils.io import read_json
 
-    pred = load_json(path, "prediction")
+    pred = read_json(path, "prediction")
     validate_predictions(pred, str(path), require_label)
     return pred
 
@@ -41,17 +39,18 @@ def _safe_name(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> None:
-    from .evaluation import GroundTruth, Predictions, evaluate_map, load_json
-    from .evaluation.epic import evaluate_epic
-    from .evaluation.protocols import PROTOCOLS
-    from .evaluation.proposals import average_recall
-    from .utils.io import atomic_write_json
+    from ..evaluation import GroundTruth, Predictions, evaluate_map
+    from ..utils.io import read_json
+    from ..evaluation.epic import evaluate_epic
+    from ..evaluation.protocols import PROTOCOLS
+    from ..evaluation.proposals import average_recall
+    from ..utils.io import atomic_write_json
 
     thresholds = _thresholds(args)
     if not args.max_an > 0:
         raise CltdrError(f"--max-an: the largest average number of proposals per video must be > 0, got {args.max_an}")
     columns = PROTOCOLS[args.dataset].reported if args.dataset else None
-    gt = load_json(args.gt, "ground-truth")
+    gt = read_json(args.gt, "ground-truth")
     if (args.pred_verb or args.pred_noun) and args.dataset != "epic":
         raise CltdrError("--pred-verb and --pred-noun are for EPIC-Kitchens: add --dataset epic")
     if args.pred is None and not (args.dataset == "epic" and (args.pred_verb or args.pred_noun)):
@@ -62,34 +61,34 @@ def cmd_evaluate(args) -> None:
         extra = {key: _load_predictions(path) for key, path in (("verbs", args.pred_verb), ("nouns", args.pred_noun))
                  if path is not None}
         for task, metrics in evaluate_epic(gt, args.subset, thresholds, pred, **extra, source=str(args.pred)).items():
-            _print(f"{task}:\n{metrics.format_table(columns)}")
+            echo(f"{task}:\n{metrics.format_table(columns)}")
             if args.per_class:
-                _print(metrics.format_per_class())
+                echo(metrics.format_per_class())
             report[task] = metrics.to_json()
     elif not args.proposals:
         metrics = evaluate_map(gt, pred, args.subset, thresholds)
-        _print(metrics.format_table(columns))
+        echo(metrics.format_table(columns))
         if args.per_class:
-            _print(metrics.format_per_class())
+            echo(metrics.format_per_class())
         report.update(metrics.to_json())
     if pred is not None:
         arrays = GroundTruth.from_annotations(gt, args.subset)
         proposals = average_recall(arrays, Predictions.from_results(pred, arrays, str(args.pred), False), thresholds,
                                    args.max_an)
-        _print(proposals.format_table())
+        echo(proposals.format_table())
         report["AR@AN"] = proposals.to_json()
     if args.json:
         atomic_write_json(args.json, report)
-        _print(f"wrote {args.json}")
+        echo(f"wrote {args.json}")
 
 
 # ------------------------------------------------------------------------------------------------ diagnose
 def cmd_diagnose(args) -> None:
-    from .evaluation import load_json
-    from .evaluation.diagnosis import diagnose
-    from .evaluation.protocols import PROTOCOLS
-    from .utils.io import atomic_write_json
-    from .viz.diagnosis import plot_false_negatives, plot_false_positives, plot_sensitivity
+    from ..utils.io import read_json
+    from ..evaluation.diagnosis import diagnose
+    from ..evaluation.protocols import PROTOCOLS
+    from ..utils.io import atomic_write_json
+    from ..viz.diagnosis import plot_false_negatives, plot_false_positives, plot_sensitivity
 
     if args.tiou:
         thresholds = _thresholds(args)
@@ -99,67 +98,64 @@ def cmd_diagnose(args) -> None:
         raise CltdrError(f"--min-tiou {args.min_tiou}: must be above 0 and at most the lowest threshold "
                          f"{min(thresholds)} (it separates localization errors from background)")
     bins = args.bins or (PROTOCOLS[args.dataset].bins if args.dataset else "thumos14")
-    d = diagnose(load_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, thresholds, bins,
+    d = diagnose(read_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, thresholds, bins,
                  args.min_tiou)
     out = Path(args.out)
     written = [atomic_write_json(out / "diagnosis.json", d.to_json()),
                plot_false_positives(d, out / "false_positive_analysis.png"),
                plot_sensitivity(d, out / "sensitivity_analysis.png"),
                plot_false_negatives(d, out / "false_negative_analysis.png")]
-    _print(d.format_summary())
-    _print("wrote " + ", ".join(str(p) for p in written))
+    echo(d.format_summary())
+    echo("wrote " + ", ".join(str(p) for p in written))
 
 
 # ---------------------------------------------------------------------------------------------------- plot
 def cmd_plot_timeline(args) -> None:
-    from .evaluation import load_json
-    from .viz.figures import plot_timeline
-    from .viz.points import timeline
+    from ..utils.io import read_json
+    from ..viz.figures import plot_timeline
+    from ..viz.points import timeline
 
     if args.top < 1:
         raise CltdrError(f"--top: the number of detections shown must be >= 1, got {args.top}")
-    t = timeline(load_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, args.video, args.top)
-    _print(f"{args.video}: {len(t.gt)} ground-truth actions, {len(t.det)} detections shown")
-    _print(f"wrote {plot_timeline(t, args.out)}")
+    t = timeline(read_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, args.video, args.top)
+    echo(f"{args.video}: {len(t.gt)} ground-truth actions, {len(t.det)} detections shown")
+    echo(f"wrote {plot_timeline(t, args.out)}")
 
 
 def cmd_plot_scores(args) -> None:
-    from .data.annotations import AnnotationSet
-    from .data.build import load_split, make_dataset
-    from .errors import DataError
-    from .inference.runner import raw_predictions
-    from .training.trainer import load_trained_model
-    from .viz.figures import plot_scores
-    from .viz.points import score_tiou_points
+    from ..data.build import load_split, make_dataset
+    from ..errors import DataError
+    from ..inference.runner import raw_predictions
+    from ..runs import load_trained_model
+    from ..viz.figures import plot_scores
+    from ..viz.points import score_tiou_points
 
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
     subset = args.subset or cfg.dataset.test_subset
-    split = load_split(cfg, subset)
-    record = next((v for v in split.videos if v.video_id == args.video), None)
-    if record is None:
-        known = [v.video_id for v in split.videos[:5]]
-        raise DataError(f"video {args.video!r} is not in subset {subset!r} of {cfg.dataset.annotation_file}; "
-                        f"its videos include {known} (choose another with --subset)")
+    split = load_split(cfg, subset).only(args.video, f"subset {subset!r} of {cfg.dataset.annotation_file} "
+                                                     "(choose another with --subset)")
+    record = split.videos[0]
     if len(record.labels) == 0:
         raise DataError(f"video {args.video!r} has no annotated action: there is no tIoU to plot against")
-    sample = make_dataset(cfg, AnnotationSet([record], split.class_names), training=False)[0]
+    sample = make_dataset(cfg, split, training=False)[0]
     scores, segments = raw_predictions(model, sample.feats, device)
     seconds = [sample.grid.to_seconds(s.double(), sample.duration).numpy() for s in segments]
     points = score_tiou_points([s.numpy() for s in scores], seconds, record.segments, record.labels)
     for k, i in points.best().items():
-        _print(f"{split.class_names[k]}: best score {points.score[i]:.3f} at level {points.level[i]}, step "
-               f"{points.step[i]}, tIoU {points.tiou[i]:.3f}")
+        echo(f"{split.class_names[k]}: best score {points.score[i]:.3f} at level {points.level[i]}, step "
+             f"{points.step[i]}, tIoU {points.tiou[i]:.3f}")
     title = f"{args.video}: every step before NMS"
-    _print(f"wrote {plot_scores(points, split.class_names, title, args.out)}")
+    echo(f"wrote {plot_scores(points, split.class_names, title, args.out)}")
 
 
 def cmd_plot_pr(args) -> None:
-    from .evaluation import GroundTruth, Predictions, load_json, match
-    from .evaluation.map import map_from_matching
-    from .viz.figures import plot_pr
-    from .viz.points import class_pr_curve
+    from ..evaluation import GroundTruth, Predictions, match
+    from ..utils.io import read_json
+    from ..evaluation.map import map_from_matching
+    from ..viz.figures import plot_pr
+    from ..viz.points import class_pr_curve
 
-    gt = load_json(args.gt, "ground-truth")
+    gt = read_json(args.gt, "ground-truth")
     arrays = GroundTruth.from_annotations(gt, args.subset)
     matching = match(arrays, Predictions.from_results(_load_predictions(args.pred), arrays, str(args.pred)),
                      _thresholds(args) if args.tiou or args.dataset else [0.5])
@@ -175,38 +171,39 @@ def cmd_plot_pr(args) -> None:
             precision, recall = class_pr_curve(matching, k)
             plot_pr(precision, recall, ap[:, k], matching.thresholds, f"{name} ({matching.num_gt[k]} instances)",
                     out / f"pr_{k:03d}_{_safe_name(name)}.png")
-    _print(f"wrote {len(wanted)} precision/recall plots to {out}/")
+    echo(f"wrote {len(wanted)} precision/recall plots to {out}/")
 
 
 # -------------------------------------------------------------------------------------------------- export
 def cmd_export(args) -> None:
-    from .evaluation import GroundTruth, load_json
-    from .evaluation.export import detad_ground_truth, detad_predictions, predictions_csv
-    from .utils.io import atomic_write_json, atomic_write_text
+    from ..evaluation import GroundTruth
+    from ..utils.io import read_json
+    from ..evaluation.export import detad_ground_truth, detad_predictions, predictions_csv
+    from ..utils.io import atomic_write_json, atomic_write_text
 
     pred = _load_predictions(args.pred)
     if args.format == "csv":
         if args.gt or args.gt_out:
             raise CltdrError("--gt / --gt-out are for --format detad")
-        _print(f"wrote {atomic_write_text(args.out, predictions_csv(pred, str(args.pred)))}")
+        echo(f"wrote {atomic_write_text(args.out, predictions_csv(pred, str(args.pred)))}")
         return
     if (args.gt is None) != (args.gt_out is None) or (args.gt is not None and args.subset is None):
         raise CltdrError("--format detad converts the ground truth too when given --gt, --subset and --gt-out "
                          "together (or none of them: predictions only)")
-    gt = load_json(args.gt, "ground-truth") if args.gt else None
+    gt = read_json(args.gt, "ground-truth") if args.gt else None
     arrays = GroundTruth.from_annotations(gt, args.subset) if gt is not None else None
     detad, dropped = detad_predictions(pred, arrays, str(args.pred))
-    _print(f"wrote {atomic_write_json(args.out, detad, indent=None)}"
+    echo(f"wrote {atomic_write_json(args.out, detad, indent=None)}"
            + (f" ({dropped} detections of other classes or videos left out)" if dropped else ""))
     if gt is not None:
-        _print(f"wrote {atomic_write_json(args.gt_out, detad_ground_truth(gt, args.subset), indent=None)}")
+        echo(f"wrote {atomic_write_json(args.gt_out, detad_ground_truth(gt, args.subset), indent=None)}")
 
 
 # -------------------------------------------------------------------------------------------------- parser
-def add_eval_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register evaluate, diagnose, plot and export on the ``cltdr`` sub-command parser ``sub``."""
-    from .evaluation.diagnosis import CHARACTERISTIC_BINS, MIN_TIOU
-    from .evaluation.protocols import PROTOCOLS
+    from ..evaluation.diagnosis import CHARACTERISTIC_BINS, MIN_TIOU
+    from ..evaluation.protocols import PROTOCOLS
 
     datasets = sorted(PROTOCOLS)
 
@@ -245,11 +242,9 @@ def add_eval_commands(sub) -> None:
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_timeline)
     s = plot.add_parser("scores", help="every step's score against the tIoU of its segment, before NMS")
-    s.add_argument("run_dir", type=Path)
+    add_run_options(s, weights=False)
     s.add_argument("--video", required=True)
     s.add_argument("--subset", default=None, help="subset holding the video (default: dataset.test_subset)")
-    s.add_argument("--checkpoint", default=None, help="'last', 'best' or a path")
-    s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_scores)
     s = plot.add_parser("pr", help="precision/recall curves, one PNG per class")

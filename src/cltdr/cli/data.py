@@ -1,36 +1,37 @@
 """The dataset commands of ``cltdr``: ``convert`` (official annotation formats -> the project's JSON) and
-``check`` (validate a config's dataset and suggest settings). Registered by :func:`add_data_commands`."""
+``check`` (validate a config's dataset and suggest settings)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .errors import CltdrError
+from ..errors import CltdrError
+from .common import echo
 
 
 def cmd_convert(args) -> None:
-    from .data.convert import ConvertOptions, convert
+    from ..data.convert import ConvertOptions, convert
 
     opts = ConvertOptions(fps=args.fps, video_info=args.video_info, classes=args.classes or (), task=args.task,
                           margin_s=args.margin)
     conversion = convert(args.format, args.inputs, opts)
     conversion.write(args.out)
-    print(conversion.summary(), flush=True)
-    print(f"wrote {args.out}", flush=True)
+    echo(conversion.summary())
+    echo(f"wrote {args.out}")
 
 
 def cmd_check(args) -> None:
-    from .config import load_config
-    from .data.check import check_dataset, format_report
-    from .utils.io import atomic_write_json
+    from ..config import load_config
+    from ..data.check import check_dataset, format_report
+    from ..utils.io import atomic_write_json
 
     cfg = load_config(args.config, args.set)
     report = check_dataset(cfg)
-    print(format_report(report, cfg, max_problems=args.max_problems), flush=True)
+    echo(format_report(report, cfg, max_problems=args.max_problems))
     if args.json:
         atomic_write_json(args.json, report.to_json())
-        print(f"wrote {args.json}", flush=True)
+        echo(f"wrote {args.json}")
     errors = report.errors
     if errors:
         kinds = sorted({p.kind for p in errors})
@@ -38,9 +39,9 @@ def cmd_check(args) -> None:
                          f"({', '.join(kinds)}); the first: {errors[0].message}")
 
 
-def add_data_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``convert`` and ``check`` to the ``cltdr`` sub-command parser."""
-    from .data.convert import CONVERTERS, DEFAULT_MARGIN_S, EPIC_TASKS
+    from ..data.convert import CONVERTERS, DEFAULT_MARGIN_S, EPIC_TASKS
 
     s = sub.add_parser("convert", help="convert official annotations (ActivityNet, HACS, EPIC-Kitchens-100, "
                                        "MultiTHUMOS) to the project's annotation JSON")

@@ -1,0 +1,52 @@
+"""The ``cltdr`` command: one thin module per group of sub-commands, each only parsing and printing.
+
+    train.py     synth, train, demo
+    infer.py     test, detect
+    data.py      convert, check
+    evaluate.py  evaluate, diagnose, plot (timeline, scores, pr), export
+    ablate.py    ablate
+
+A new command goes into one of them (or a new module listed in ``COMMANDS``) as ``cmd_<name>(args)`` plus its
+parser in that module's ``add_commands``; its logic lives below, in the package. User errors
+(:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; an interrupted training
+run says how to resume it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import CltdrError
+
+COMMANDS = ("train", "infer", "data", "evaluate", "ablate")  # the modules of this package, in --help order
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cltdr", description="Temporal action localization with CLTDR-GMG.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CltdrError as e:
+        print(f"cltdr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `cltdr synth ... | head`: the reader went away, nothing to report
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        hint = f"; continue with `cltdr train ... --out {args.out} --resume`" if args.command == "train" else ""
+        print(f"cltdr {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

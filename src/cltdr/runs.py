@@ -1,0 +1,182 @@
+"""A run directory: the one place that says which file is where, its checkpoints, and loading a trained model.
+
+    RUN/config.yaml                 the resolved config the run trained with
+    RUN/checkpoints/last.pt         the state after the last completed epoch (``--resume`` continues from it)
+    RUN/checkpoints/best.pt         the best epoch on ``dataset.val_subset``, when one is named
+    RUN/log.jsonl, RUN/tb/          training logs: one JSON object per line, TensorBoard scalars
+    RUN/predictions.json            ``cltdr test``: detections (ActivityNet result format) ...
+    RUN/metrics.json                ... and their mAP
+    RUN/predictions_fused.json, RUN/metrics_fused.json   the same with external class scores (``dataset.fusion``)
+    RUN/result.json                 one run's summary (``cltdr ablate``, ``--seeds``)
+    RUN/seeds.json, RUN/seed-<S>/   ``--seeds``: mean +- std over the seeds, and each seed's own run
+
+Checkpoints are written atomically and checked against the config they are loaded with.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .config import Config, config_from_dict
+from .errors import CheckpointError, CltdrError, ConfigError
+from .utils.io import atomic_write
+
+CHECKPOINT_FORMAT = "cltdr-checkpoint-v1"
+# Keys whose change makes a checkpoint's weights meaningless for a config (the architecture and its inputs).
+ARCHITECTURE_KEYS = ("model", "dataset.input_dim", "dataset.class_names")
+# Model keys added after runs were first saved, with the value that rebuilds what such a run trained (the
+# default for new runs may differ): a run's config.yaml without the key gets this value, so old runs still load.
+RUN_KEYS_BEFORE = {"model.cltdr.offset_init": "default", "model.cltdr.clamp_refined": False,
+                   "model.cltdr.depthwise": False, "model.cltdr.depthwise_up": False,
+                   "model.cltdr.shared_refine": False, "model.cltdr.detach_boundary": False}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory (nothing is created or read here)."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    last = property(lambda self: self.checkpoints / "last.pt")
+    best = property(lambda self: self.checkpoints / "best.pt")
+    log = property(lambda self: self.root / "log.jsonl")
+    tensorboard = property(lambda self: self.root / "tb")
+    result = property(lambda self: self.root / "result.json")
+    seeds = property(lambda self: self.root / "seeds.json")
+
+    def predictions(self, fused: bool = False) -> Path:
+        return self.root / ("predictions_fused.json" if fused else "predictions.json")
+
+    def metrics(self, fused: bool = False) -> Path:
+        return self.root / ("metrics_fused.json" if fused else "metrics.json")
+
+    def seed(self, seed: int) -> RunDir:
+        return RunDir(self.root / f"seed-{seed}")
+
+    @property
+    def trained(self) -> bool:
+        """Whether a run was (at least partly) trained here: ``last.pt`` exists."""
+        return self.last.exists()
+
+    def checkpoint(self, which: str | Path | None = None) -> Path:
+        """'last', 'best', a path, or None: best when the run kept one, else last."""
+        if which is None:
+            which = "best" if self.best.exists() else "last"
+        return {"last": self.last, "best": self.best}.get(str(which), Path(which))
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()), mode="wb")
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a cltdr checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def _lookup(tree: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part, {}) if isinstance(tree, dict) else None
+    return tree
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: value}
+
+
+def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> None:
+    """Raise naming every architecture key where the checkpoint's config and ``config`` differ.
+
+    A key the checkpoint does not record was added to the config after it was written: not a difference (the
+    run's config.yaml, read by :func:`run_config`, says what the run trained with; loading the weights says
+    where they do not fit).
+    """
+    diffs = []
+    for key in ARCHITECTURE_KEYS:
+        a, b = _flatten(_lookup(ckpt_config, key), key), _flatten(_lookup(config, key), key)
+        for k in sorted(set(a) | set(b)):
+            if k not in a and k in b:
+                continue
+            if a.get(k) != b.get(k):
+                diffs.append(f"  {k}: checkpoint has {a.get(k)!r}, config has {b.get(k)!r}")
+    if diffs:
+        raise CheckpointError(f"checkpoint {source} was trained with another configuration:\n" + "\n".join(diffs))
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def select_device(name: str) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run trained with (its config.yaml, with :data:`RUN_KEYS_BEFORE` for older runs)."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise CltdrError(f"{run.root} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
+    data = yaml.safe_load(run.config.read_text())
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("decoder", "cltdr") == "cltdr":
+        for key, value in RUN_KEYS_BEFORE.items():
+            node = data
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, value)
+    return config_from_dict(data, str(run.config))
+
+
+def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
+                       weights: str = "ema"):
+    """A run's config, its model with the evaluation weights in eval mode, and the device it is on.
+
+    ``checkpoint`` is a path, 'last', 'best', or None (best when the run kept one, else last). ``weights``:
+    'ema' (the EMA when the run kept one, else the raw weights) or 'raw' (the optimiser's weights).
+    """
+    from .model import build_detector
+
+    run = RunDir(run_dir)
+    cfg = run_config(run.root)
+    path = run.checkpoint(checkpoint)
+    dev = select_device(device if device != "auto" else cfg.train.device)
+    state = load_checkpoint(path, map_location=dev)
+    check_compatible(state["config"], cfg.model_dump(mode="json"), path)
+    model = build_detector(cfg, len(cfg.dataset.class_names)).to(dev)
+    if weights not in ("ema", "raw"):
+        raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")
+    chosen = state["ema"] if weights == "ema" and state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict(chosen)
+    except RuntimeError as e:
+        raise CltdrError(f"checkpoint {path} does not fit the model of {run.config}: {e}") from None
+    return cfg, model.eval(), dev
