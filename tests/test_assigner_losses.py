@@ -9,7 +9,8 @@ import torch
 
 from cltdr.model.assigner import assign
 from cltdr.model.outputs import make_points
-from cltdr.model.detector import Detector, LossOptions
+from cltdr.config import LossConfig
+from cltdr.model.detector import Detector
 from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
 
 RANGES = [(0, 4), (4, 8), (8, 16), (16, math.inf)]
@@ -119,7 +120,7 @@ def test_iou_losses_against_formulas():
 
 def _toy_detector(normalizer):
     det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossOptions(normalizer=normalizer, normalizer_init=4.0))
+                   level_ranges=[(0, math.inf)], loss=LossConfig(normalizer=normalizer, normalizer_init=4.0))
     return det
 
 
@@ -178,7 +179,7 @@ def test_loss_normaliser_starts_from_the_first_batch():
     assert abs(float(update_normalizer(torch.tensor(100.0), torch.tensor(0), 0.9)) - (90 + 0.1)) < 1e-5
 
     det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossOptions())
+                   level_ranges=[(0, math.inf)], loss=LossConfig())
     assert float(det.loss_normalizer) == 0.0  # unset until the first training batch
 
 
@@ -188,7 +189,7 @@ def test_binary_classification_target_weighted_by_iou():
     from cltdr.model.assigner import Targets
 
     det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossOptions(cls_target="binary", iou_weight_power=0.2,
+                   level_ranges=[(0, math.inf)], loss=LossConfig(cls_target="binary", iou_weight_power=0.2,
                                                                   normalizer_init=4.0))
     P, K = 4, 2
     torch.manual_seed(0)

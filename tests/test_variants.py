@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cltdr.config import Config, config_from_dict
+from cltdr.config import Config, GMGOptions, config_from_dict
 from cltdr.errors import ConfigError
 from cltdr.model import build_detector, count_parameters
 from cltdr.model.actionformer import ActionFormerDecoder
@@ -120,15 +120,15 @@ def _branches(block: GMGBlock, x: torch.Tensor):
 
 @pytest.mark.parametrize("switches, formula", [
     ({"gate": False}, lambda i, l, g: i + l + g),
-    ({"global_branch": "none"}, lambda i, l, g: F.relu(l) * i + l),
+    ({"global": "none"}, lambda i, l, g: F.relu(l) * i + l),
     ({"local": False}, lambda i, l, g: i + g),
     ({"instant": False}, lambda i, l, g: F.relu(g) * l + g),
-    ({"instant": False, "global_branch": "none"}, lambda i, l, g: l),
-    ({"local": False, "global_branch": "none", "gate": False}, lambda i, l, g: i),
+    ({"instant": False, "global": "none"}, lambda i, l, g: l),
+    ({"local": False, "global": "none", "gate": False}, lambda i, l, g: i),
 ])
 def test_gmg_switches_follow_the_documented_eq4(switches, formula):
     torch.manual_seed(0)
-    block = GMGBlock(8, 16, drop_path=0.0, **switches).eval()
+    block = GMGBlock(8, 16, drop_path=0.0, options=GMGOptions(**switches)).eval()
     x = torch.randn(2, 8, 12)
     mask = torch.ones(2, 12, dtype=torch.bool)
     f = x + formula(*_branches(block, x))
@@ -139,7 +139,7 @@ def test_gmg_switches_follow_the_documented_eq4(switches, formula):
 
 def test_gmg_attention_global_branch_is_masked_self_attention():
     torch.manual_seed(0)
-    block = GMGBlock(8, 16, drop_path=0.0, global_branch="attention", num_heads=2)
+    block = GMGBlock(8, 16, drop_path=0.0, options=GMGOptions(**{"global": "attention", "num_heads": 2}))
     attn = block.mixer.global_filter
     assert isinstance(attn, MaskedMultiHeadAttention) and attn.window is None
     h = torch.randn(1, 8, 10)

@@ -6,7 +6,7 @@
     evaluate.py  evaluate, diagnose, plot (timeline, scores, pr), export
     ablate.py    ablate
 
-A new command goes into one of them (or a new module listed in ``COMMANDS``) as ``cmd_<name>(args)`` plus its
+A new command goes into one of them (or a new module added to ``COMMANDS``) as ``cmd_<name>(args)`` plus its
 parser in that module's ``add_commands``; its logic lives below, in the package. User errors
 (:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; an interrupted training
 run says how to resume it.
@@ -15,19 +15,19 @@ run says how to resume it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from ..errors import CltdrError
+from . import ablate, data, evaluate, infer, train
 
-COMMANDS = ("train", "infer", "data", "evaluate", "ablate")  # the modules of this package, in --help order
+COMMANDS = (train, infer, data, evaluate, ablate)  # the modules of this package, in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cltdr", description="Temporal action localization with CLTDR-GMG.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_commands(sub)
+    for module in COMMANDS:
+        module.add_commands(sub)
     return p
 
 

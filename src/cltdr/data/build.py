@@ -69,16 +69,6 @@ def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDatase
     )
 
 
-def check_features(dataset: TALDataset) -> None:
-    """Read every feature file of ``dataset`` once and run the checks of `cltdr check` on it (files, shapes,
-    channels, values, lengths against durations, segments against features), so that a bad dataset stops a run
-    before its first epoch rather than in the middle of one. Raises DataError listing what cannot be used;
-    problems training survives (e.g. features shorter than the video) are one warning."""
-    from .check import preflight
-
-    preflight(dataset)
-
-
 def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0) -> DataLoader:
     """Training loaders shuffle with a generator seeded by (seed, epoch), so a resumed epoch replays exactly."""
     generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)

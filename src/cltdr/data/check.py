@@ -350,8 +350,12 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
 
 
 def preflight(dataset: TALDataset, max_listed: int = 5) -> None:
-    """The per-video checks of `cltdr check` on a dataset about to be trained on (or validated with): raise
-    DataError listing the videos that cannot be used; warn once about the rest."""
+    """The per-video checks of `cltdr check` on a dataset about to be trained on (or validated with).
+
+    Reads every feature file once (files, shapes, channels, values, lengths against durations, segments against
+    features), so that a bad dataset stops a run before its first epoch rather than in the middle of one.
+    Raises DataError listing the videos that cannot be used; problems training survives (e.g. features shorter
+    than the video) are one warning."""
     errors, warned = [], []
     for rec in dataset.videos:
         result = check_video(dataset.store, rec, dataset.min_length, dataset.min_length_reason or "the model")

@@ -13,71 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cltdr.config import PRESETS, PostprocessOptions  # noqa: F401  (the options of this module, stated in the config)
 from cltdr.data.grid import FeatureGrid
 from cltdr.ops.nms import soft_nms
-
-
-@dataclass(frozen=True)
-class PostprocessOptions:
-    """How raw predictions become detections (defaults: the THUMOS14 setting of the released code).
-
-    score_threshold: candidates whose probability is not above this are dropped before NMS; Soft-NMS also
-        drops detections whose decayed score falls below it.
-    pre_nms_topk: at most this many (step, class) candidates are kept per pyramid level, highest first.
-    min_segment_length: candidates shorter than this, in grid steps, are dropped before NMS.
-    nms_sigma: width of the Gaussian Soft-NMS decay, ``score *= exp(-iou**2 / nms_sigma)``.
-    voting_iou: score voting after Soft-NMS: each kept segment becomes the score x IoU weighted mean of the
-        candidates of its class that overlap it by at least this IoU; None turns voting off.
-    max_detections: at most this many detections per video are returned, highest scores first.
-    max_per_class: at most this many detections per class and video (None: no limit), applied before
-        ``max_detections``.
-    class_agnostic_nms: when True a detection also decays (and votes with) candidates of other classes.
-
-    Two presets (:data:`PRESETS`, :meth:`preset`): ``benchmark``, the defaults, keeps everything the mAP protocol
-    rewards (a low threshold and thousands of detections per video: a low-ranked detection can only add recall);
-    ``deployment`` returns what a person would read: scores above 0.2, at most 100 detections and 20 per
-    class, stronger suppression of overlapping duplicates, no voting.
-    """
-
-    score_threshold: float = 1e-3
-    pre_nms_topk: int = 2000
-    min_segment_length: float = 0.05
-    nms_sigma: float = 0.5
-    voting_iou: float | None = 0.7
-    max_detections: int = 2000
-    max_per_class: int | None = None
-    class_agnostic_nms: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must lie in [0, 1], got {self.score_threshold}")
-        if self.pre_nms_topk < 1:
-            raise ValueError(f"pre_nms_topk must be >= 1, got {self.pre_nms_topk}")
-        if self.min_segment_length < 0:
-            raise ValueError(f"min_segment_length must be >= 0, got {self.min_segment_length}")
-        if not self.nms_sigma > 0:
-            raise ValueError(f"nms_sigma must be > 0, got {self.nms_sigma}")
-        if self.voting_iou is not None and not 0.0 <= self.voting_iou <= 1.0:
-            raise ValueError(f"voting_iou must lie in [0, 1] or be None, got {self.voting_iou}")
-        if self.max_detections < 1:
-            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ValueError(f"max_per_class must be >= 1 or None, got {self.max_per_class}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> PostprocessOptions:
-        """The options of preset ``name`` (see :data:`PRESETS`), with ``overrides`` replacing some of them."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown post-processing preset {name!r}; expected one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
-
-
-# benchmark: the defaults above (the released code's THUMOS14 setting). deployment: few, confident detections.
-PRESETS: dict[str, dict] = {
-    "benchmark": {},
-    "deployment": dict(score_threshold=0.2, pre_nms_topk=500, nms_sigma=0.1, voting_iou=None, max_detections=100,
-                       max_per_class=20),
-}
 
 
 @dataclass

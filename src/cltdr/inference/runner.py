@@ -29,7 +29,7 @@ from .postprocess import PostprocessOptions, postprocess_video, to_results
 
 def postprocess_options(cfg: Config) -> PostprocessOptions:
     """The config's preset (``test.preset``) with the post-processing keys it sets explicitly."""
-    return PostprocessOptions.preset(cfg.test.preset, **cfg.test.postprocess_overrides())
+    return cfg.test.postprocess()
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ from torch import nn
 from ..config import Config
 from .actionformer import ActionFormerDecoder
 from .cltdr import CLTDRDecoder
-from .detector import Detector, LossOptions, Outputs
+from .detector import Detector
+from .outputs import Outputs
 from .gmg import GMGEncoder
 from .pyramid import ConvEncoder, MaxPoolEncoder
 from .sgp import SGPEncoder
@@ -25,9 +26,7 @@ def build_encoder(cfg: Config) -> nn.Module:
     m, in_dim = cfg.model, cfg.dataset.input_dim
     blocks = dict(num_full_res_blocks=m.num_full_res_blocks, kernel_size=m.kernel_size, drop_path=m.drop_path)
     if m.encoder == "gmg":
-        g = m.gmg
-        return GMGEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, instant=g.instant, local=g.local,
-                          global_branch=g.global_, gate=g.gate, num_heads=g.num_heads, **blocks)
+        return GMGEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, options=m.gmg, **blocks)
     if m.encoder == "transformer":
         t = m.transformer
         return TransformerEncoder(in_dim, m.embed_dim, m.num_levels, num_heads=t.num_heads, window_size=t.window_size,
@@ -60,9 +59,9 @@ def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
 
 def build_detector(cfg: Config, num_classes: int) -> Detector:
     m = cfg.model
-    loss = LossOptions(**cfg.loss.model_dump(), center_radius=m.center_sample_radius, multi_label=m.multi_label)
     return Detector(encoder=build_encoder(cfg), decoder=build_decoder(cfg, num_classes), num_classes=num_classes,
-                    level_ranges=m.level_ranges(), loss=loss)
+                    level_ranges=m.level_ranges(), loss=cfg.loss,
+                    center_radius=m.center_sample_radius, multi_label=m.multi_label)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,31 +8,16 @@ from (B, C, T)) fits any decoder (a :class:`LevelOutputs` per level); see ``buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import LossConfig, pyramid_divisor
 from .assigner import Targets, assign
 from .losses import distance_iou, iou_loss, varifocal_loss
 from .outputs import LevelOutputs, Outputs, VideoPrediction, make_points
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    reg_loss: str = "diou"
-    vfl_alpha: float = 0.75
-    vfl_gamma: float = 2.0
-    cls_target: str = "iou"
-    iou_weight_power: float = 0.2
-    refined_weight: float = 0.7
-    normalizer: str = "positives"
-    normalizer_momentum: float = 0.9
-    normalizer_init: Optional[float] = None  # None: the first training batch's positive count
-    center_radius: float = 1.5
-    multi_label: bool = False
 
 
 def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
@@ -44,7 +29,8 @@ def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tens
 
 class Detector(nn.Module):
     def __init__(self, *, encoder: nn.Module, decoder: nn.Module, num_classes: int,
-                 level_ranges: Sequence[tuple[float, float]], loss: LossOptions = LossOptions()):
+                 level_ranges: Sequence[tuple[float, float]], loss: LossConfig = LossConfig(),
+                 center_radius: float = 1.5, multi_label: bool = False):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -52,13 +38,15 @@ class Detector(nn.Module):
         self.num_levels = len(level_ranges)
         self.level_ranges = [tuple(r) for r in level_ranges]
         self.loss_opts = loss
+        self.center_radius = center_radius  # label assignment (assigner.assign)
+        self.multi_label = multi_label
         # Running positive count (OpenTAD keeps it as a buffer, so checkpoints carry it); 0 until the first
         # training batch sets it when no initial value is given.
         self.register_buffer("loss_normalizer", torch.tensor(float(loss.normalizer_init or 0.0)))
 
     @property
     def divisor(self) -> int:
-        return 2 ** (self.num_levels - 1)
+        return pyramid_divisor(self.num_levels)
 
     def forward(self, feats: Tensor, mask: Tensor) -> Outputs:
         """feats (B, C, T) with mask (B, T); T must be a multiple of :attr:`divisor`."""
@@ -86,8 +74,8 @@ class Detector(nn.Module):
     # ----------------------------------------------------------------------------------------- training
     def targets(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> Targets:
         device = out.mask.device
-        per_video = [assign(out.points, s.to(device), l.to(device), self.num_classes, self.loss_opts.center_radius,
-                            self.loss_opts.multi_label) for s, l in zip(segments, labels)]
+        per_video = [assign(out.points, s.to(device), l.to(device), self.num_classes, self.center_radius,
+                            self.multi_label) for s, l in zip(segments, labels)]
         return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, K, 2)
 
     def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:

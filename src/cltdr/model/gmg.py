@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import GMGOptions
 from .attention import MaskedMultiHeadAttention
 from .layers import MaskedConv1d, masked_group_norm
 from .pyramid import MixerBlock, Projection, PyramidEncoder
@@ -70,11 +69,12 @@ class GMGMixer(nn.Module):
         f = x + [ReLU(f_local) * FC(x)] + [ReLU(f_global) * Conv(x)] + [f_global],    f_local = Conv(x)
                   instant term            local term                global term
 
-    FC is a 1x1 conv, Conv a depth-wise conv (k=3), f_global the FFT filter of eqs. 1-3 (``global_branch='fft'``)
-    or masked multi-head self-attention over the whole video (``'attention'``, Table 8). Switches (Tables 6-7):
+    FC is a 1x1 conv, Conv a depth-wise conv (k=3), f_global the FFT filter of eqs. 1-3 (``global: fft``) or
+    masked multi-head self-attention over the whole video (``'attention'``, Table 8). The switches are those of
+    ``options`` (:class:`cltdr.config.GMGOptions`, Tables 6-7):
 
-    - a branch that is off loses its term: ``global_branch='none'`` drops f_global, ``local=False`` the local
-      term, ``instant=False`` the instant term;
+    - a branch that is off loses its term: ``global: none`` drops f_global, ``local: false`` the local
+      term, ``instant: false`` the instant term;
     - a gate whose gating branch is off becomes the identity: without the global branch the local term is
       ``Conv(x)``, without the local branch the instant term is ``FC(x)``;
     - ``gate=False`` drops both gates: f = x + FC(x) + Conv(x) + f_global.
@@ -82,19 +82,16 @@ class GMGMixer(nn.Module):
     For example instant and global only: f = x + FC(x) + f_global; local only: f = x + Conv(x).
     """
 
-    def __init__(self, dim: int, *, kernel_size: int = 3, instant: bool = True, local: bool = True,
-                 global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True, num_heads: int = 4):
+    def __init__(self, dim: int, *, kernel_size: int = 3, options: GMGOptions = GMGOptions()):
         super().__init__()
-        if not (instant or local or global_branch != "none"):
-            raise ValueError("a GMG block needs at least one of its instant, local and global branches")
-        self.gate = gate
-        self.instant = nn.Conv1d(dim, dim, 1) if instant else None
-        self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim) if local else None
+        self.gate = options.gate
+        self.instant = nn.Conv1d(dim, dim, 1) if options.instant else None
+        self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim) if options.local else None
         self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
-        if global_branch == "fft":
+        if options.global_ == "fft":
             self.global_filter = GlobalFilter(dim, kernel_size)
-        elif global_branch == "attention":
-            self.global_filter = MaskedMultiHeadAttention(dim, num_heads)
+        elif options.global_ == "attention":
+            self.global_filter = MaskedMultiHeadAttention(dim, options.num_heads)
 
     def _gated(self, gate: Tensor | None, x: Tensor) -> Tensor:
         return F.relu(gate) * x if self.gate and gate is not None else x
@@ -120,10 +117,8 @@ class GMGBlock(MixerBlock):
     """
 
     def __init__(self, dim: int, ffn_dim: int, kernel_size: int = 3, drop_path: float = 0.0, num_groups: int = 16,
-                 *, instant: bool = True, local: bool = True,
-                 global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True, num_heads: int = 4):
-        mixer = GMGMixer(dim, kernel_size=kernel_size, instant=instant, local=local, global_branch=global_branch,
-                         gate=gate, num_heads=num_heads)
+                 *, options: GMGOptions = GMGOptions()):
+        mixer = GMGMixer(dim, kernel_size=kernel_size, options=options)
         super().__init__(dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups)
 
 
@@ -131,16 +126,13 @@ class GMGEncoder(PyramidEncoder):
     """Projection, full-resolution GMG blocks, then (max-pool, GMG block) per extra level; LayerNorm per level.
 
     Input (B, C_in, T) with mask (B, T); output L levels of (B, D, T / 2^l) with their masks.
-    T must be a multiple of 2^(L-1) (the collate pads to it). The switches are those of :class:`GMGMixer`.
+    T must be a multiple of 2^(L-1) (the collate pads to it). ``options``: the switches of :class:`GMGMixer`.
     """
 
     def __init__(self, in_dim: int, dim: int, num_levels: int, *, num_full_res_blocks: int = 2,
-                 ffn_dim: int = 768, kernel_size: int = 3, drop_path: float = 0.1, instant: bool = True,
-                 local: bool = True, global_branch: Literal["fft", "attention", "none"] = "fft", gate: bool = True,
-                 num_heads: int = 4):
+                 ffn_dim: int = 768, kernel_size: int = 3, drop_path: float = 0.1, options: GMGOptions = GMGOptions()):
         def block(stride: int) -> GMGBlock:
-            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, instant=instant, local=local,
-                            global_branch=global_branch, gate=gate, num_heads=num_heads)
+            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, options=options)
 
         super().__init__(in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks,
                          kernel_size=kernel_size)

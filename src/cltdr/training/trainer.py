@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data.build import check_features, load_split, make_dataset, make_loader, resolve_paths
+from ..data.build import load_split, make_dataset, make_loader, resolve_paths
+from ..data.check import preflight
 from ..errors import CltdrError
 from ..inference.runner import evaluate_split
 from ..model import build_detector
@@ -74,9 +75,9 @@ class Trainer:
         self.train_split = load_split(cfg, cfg.dataset.train_subset)
         self.class_names = cfg.dataset.class_names
         self.train_set = make_dataset(cfg, self.train_split, training=True)
-        check_features(self.train_set)  # fail before the first epoch, not in the middle of one
+        preflight(self.train_set)  # fail before the first epoch, not in the middle of one
         if cfg.dataset.val_subset:
-            check_features(make_dataset(cfg, load_split(cfg, cfg.dataset.val_subset), training=False))
+            preflight(make_dataset(cfg, load_split(cfg, cfg.dataset.val_subset), training=False))
         self.model = build_detector(cfg, len(self.class_names)).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr)

@@ -1,13 +1,13 @@
-"""Typed configuration, loaded from YAML.
+"""The typed configuration: five sections of documented fields (reading YAML is in load.py).
 
 Every field is documented here; this module is the one table of defaults (THUMOS14 / I3D, SPEC section 4).
-An unknown key, a wrong type or an invalid value is a :class:`~cltdr.errors.ConfigError` naming the file
-and the dotted key. ``--set key=value`` overrides are applied before validation, so they are checked too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -18,12 +18,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_serializer,
     model_validator,
 )
 
-from .errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -364,6 +362,69 @@ class TrainConfig(_Section):
     log_every: int = Field(20, ge=1, description="Iterations between log lines.")
 
 
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """How raw predictions become detections (defaults: the THUMOS14 setting of the released code).
+
+    score_threshold: candidates whose probability is not above this are dropped before NMS; Soft-NMS also
+        drops detections whose decayed score falls below it.
+    pre_nms_topk: at most this many (step, class) candidates are kept per pyramid level, highest first.
+    min_segment_length: candidates shorter than this, in grid steps, are dropped before NMS.
+    nms_sigma: width of the Gaussian Soft-NMS decay, ``score *= exp(-iou**2 / nms_sigma)``.
+    voting_iou: score voting after Soft-NMS: each kept segment becomes the score x IoU weighted mean of the
+        candidates of its class that overlap it by at least this IoU; None turns voting off.
+    max_detections: at most this many detections per video are returned, highest scores first.
+    max_per_class: at most this many detections per class and video (None: no limit), applied before
+        ``max_detections``.
+    class_agnostic_nms: when True a detection also decays (and votes with) candidates of other classes.
+
+    Two presets (:data:`PRESETS`, :meth:`preset`): ``benchmark``, the defaults, keeps everything the mAP protocol
+    rewards (a low threshold and thousands of detections per video: a low-ranked detection can only add recall);
+    ``deployment`` returns what a person would read: scores above 0.2, at most 100 detections and 20 per
+    class, stronger suppression of overlapping duplicates, no voting.
+    """
+
+    score_threshold: float = 1e-3
+    pre_nms_topk: int = 2000
+    min_segment_length: float = 0.05
+    nms_sigma: float = 0.5
+    voting_iou: float | None = 0.7
+    max_detections: int = 2000
+    max_per_class: int | None = None
+    class_agnostic_nms: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must lie in [0, 1], got {self.score_threshold}")
+        if self.pre_nms_topk < 1:
+            raise ValueError(f"pre_nms_topk must be >= 1, got {self.pre_nms_topk}")
+        if self.min_segment_length < 0:
+            raise ValueError(f"min_segment_length must be >= 0, got {self.min_segment_length}")
+        if not self.nms_sigma > 0:
+            raise ValueError(f"nms_sigma must be > 0, got {self.nms_sigma}")
+        if self.voting_iou is not None and not 0.0 <= self.voting_iou <= 1.0:
+            raise ValueError(f"voting_iou must lie in [0, 1] or be None, got {self.voting_iou}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise ValueError(f"max_per_class must be >= 1 or None, got {self.max_per_class}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> PostprocessOptions:
+        """The options of preset ``name`` (see :data:`PRESETS`), with ``overrides`` replacing some of them."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown post-processing preset {name!r}; expected one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+# benchmark: the defaults above (the released code's THUMOS14 setting). deployment: few, confident detections.
+PRESETS: dict[str, dict] = {
+    "benchmark": {},
+    "deployment": dict(score_threshold=0.2, pre_nms_topk=500, nms_sigma=0.1, voting_iou=None, max_detections=100,
+                       max_per_class=20),
+}
+
+
 class TestConfig(_Section):
     """Post-processing and evaluation (SPEC sections 3 and 4).
 
@@ -376,26 +437,28 @@ class TestConfig(_Section):
     __test__ = False  # not a pytest class
 
     preset: Literal["benchmark", "deployment"] = Field(
-        "benchmark", description="Post-processing preset: 'benchmark' or 'deployment'; keys below override it."
+        "benchmark", description="Post-processing preset (PostprocessOptions.preset); the keys below override it."
     )
-    score_threshold: Optional[float] = Field(
-        None, ge=0, le=1, description="Drop (step, class) scores below this (preset: 0.001 / deployment 0.2)."
-    )
-    pre_nms_topk: Optional[int] = Field(None, ge=1, description="Candidates kept per level before NMS (2000 / 500).")
-    min_segment_length: Optional[float] = Field(
-        None, ge=0, description="Drop segments shorter than this, in steps (0.05 / 0.05)."
-    )
-    nms_sigma: Optional[float] = Field(None, gt=0, description="Gaussian Soft-NMS sigma (0.5 / 0.1).")
-    voting_iou: Optional[float] = Field(
-        None, gt=0, le=1, description="Score-voting IoU; null turns voting off (0.7 / off)."
-    )
-    max_detections: Optional[int] = Field(None, ge=1, description="Detections kept per video (2000 / 100).")
-    max_per_class: Optional[int] = Field(
-        None, ge=1, description="Detections kept per class and video; null: no limit (no limit / 20)."
-    )
+    # The keys of PostprocessOptions, which states what each means, its default and its valid range.
+    score_threshold: Optional[float] = Field(None, description="PostprocessOptions.score_threshold.")
+    pre_nms_topk: Optional[int] = Field(None, description="PostprocessOptions.pre_nms_topk.")
+    min_segment_length: Optional[float] = Field(None, description="PostprocessOptions.min_segment_length.")
+    nms_sigma: Optional[float] = Field(None, description="PostprocessOptions.nms_sigma.")
+    voting_iou: Optional[float] = Field(None, description="PostprocessOptions.voting_iou; null: no voting.")
+    max_detections: Optional[int] = Field(None, description="PostprocessOptions.max_detections.")
+    max_per_class: Optional[int] = Field(None, description="PostprocessOptions.max_per_class; null: no limit.")
     tiou_thresholds: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
     )
+
+    @model_validator(mode="after")
+    def _check_postprocess(self):
+        self.postprocess()  # the ranges of PostprocessOptions
+        return self
+
+    def postprocess(self) -> PostprocessOptions:
+        """The post-processing this section asks for: the preset with the keys set explicitly."""
+        return PostprocessOptions.preset(self.preset, **self.postprocess_overrides())
 
     def postprocess_overrides(self) -> dict[str, Any]:
         """The post-processing keys set explicitly (null only counts where it means off: voting, per-class)."""
@@ -412,9 +475,13 @@ class TestConfig(_Section):
                 if key not in _POSTPROCESS_KEYS or key in self.model_fields_set}
 
 
-_POSTPROCESS_KEYS = ("score_threshold", "pre_nms_topk", "min_segment_length", "nms_sigma", "voting_iou",
-                     "max_detections", "max_per_class")
+_POSTPROCESS_KEYS = tuple(f.name for f in dataclasses.fields(PostprocessOptions) if f.name in TestConfig.model_fields)
 _NULLABLE_KEYS = ("voting_iou", "max_per_class")
+
+
+def pyramid_divisor(num_levels: int) -> int:
+    """The coarsest stride of an L-level pyramid, 2^(L-1): every input length must be a multiple of it."""
+    return 2 ** (num_levels - 1)
 
 
 class Config(_Section):
@@ -428,7 +495,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_lengths(self):
-        divisor = 2 ** (self.model.num_levels - 1)
+        divisor = self.divisor
         if self.dataset.max_seq_len < divisor:
             raise ValueError(
                 f"dataset.max_seq_len={self.dataset.max_seq_len} is shorter than the coarsest stride "
@@ -444,69 +511,7 @@ class Config(_Section):
     @property
     def divisor(self) -> int:
         """Batches are padded to a multiple of this, the coarsest pyramid stride."""
-        return 2 ** (self.model.num_levels - 1)
+        return pyramid_divisor(self.model.num_levels)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{key}'")
-        elif e["type"] == "missing":
-            lines.append(f"  missing key '{key}'")
-        else:
-            got = e.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"  key '{key}': {e['msg']}{shown}")
-    return "\n".join(lines)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (['a', 'b'], value parsed as YAML, so numbers, lists and null work)."""
-    if "=" not in item:
-        raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.lr=1e-4)")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override '{item}': value is not valid YAML ({e})") from None
-    return key.strip().split("."), value
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def config_from_dict(data: Any, source: str = "<dict>") -> Config:
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid config {source}: expected a mapping of sections, got {type(data).__name__}")
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config, apply ``key=value`` overrides, validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-    data = apply_overrides(data or {}, overrides or [])
-    return config_from_dict(data, str(path))
