@@ -8,7 +8,7 @@ DEMO_OUT ?= demo-out
 # rather than letting pip download the newest CUDA build; elsewhere pip resolves torch as usual.
 LOCAL_TORCH := $(firstword $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)),$(wildcard $(d)/torch-*.whl)))
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test lint format install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,18 @@ install-test: $(VENV)/.torch
 demo: install
 	$(BIN)/cltdr demo --out $(DEMO_OUT)
 
-test: install-test
+test: install-test lint
 	$(BIN)/python -m pytest -q
+
+# The pinned linter, formatter and type checker (configured in pyproject.toml); `make format` applies the formatter.
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install-test
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 bench: install
 	$(BIN)/python bench/bench_model.py

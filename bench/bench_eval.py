@@ -18,11 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from eval_reference import Reference, gt_rows, pred_rows  # noqa: E402
-
 from cltdr.evaluation import GroundTruth, Predictions, evaluate_map  # noqa: E402
 from cltdr.evaluation.diagnosis import diagnose  # noqa: E402
 from cltdr.evaluation.proposals import average_recall  # noqa: E402
+from eval_reference import Reference, gt_rows, pred_rows  # noqa: E402
 
 THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -83,8 +82,10 @@ def main() -> None:
     if not args.skip_reference:
         ref, t_ref = timed(lambda: Reference(gt_rows(gt, "validation"), pred_rows(pred), THRESHOLDS))
         ap, t_ap = timed(ref.ap)
-        diff = max(np.abs(fast.ap - ap).max(),
-                   max(np.abs(fast.recall[j] - ref.recall_at(k)).max() for j, k in enumerate(fast.recall_budgets)))
+        diff = max(
+            np.abs(fast.ap - ap).max(),
+            max(np.abs(fast.recall[j] - ref.recall_at(k)).max() for j, k in enumerate(fast.recall_budgets)),
+        )
         print(f"mAP, per-prediction reference: {t_ref + t_ap:8.3f} s   largest difference {diff:.2e}")
         print(f"speed-up                     : {(t_ref + t_ap) / t_fast:8.1f} x")
         if diff > 1e-9:

@@ -30,11 +30,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-from pathlib import Path
 
 from cltdr.ablate import format_value, load_spec, variant_config
 from cltdr.config import config_from_dict, load_config
@@ -147,8 +146,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def probe_length(config: Path, length: int, input_dim: int, classes: int, device: torch.device,
-                 repeats: int) -> dict:
+def probe_length(config: Path, length: int, input_dim: int, classes: int, device: torch.device, repeats: int) -> dict:
     """Run in a fresh process: forward latency and peak memory of ``config``'s model on one video of ``length``."""
     torch.manual_seed(0)
     cfg = load_config(config, [f"dataset.input_dim={input_dim}"])
@@ -166,12 +164,16 @@ def probe_length(config: Path, length: int, input_dim: int, classes: int, device
     with torch.no_grad():
         lat = timed(lambda: model(x, mask), device, repeats)  # one warm-up run, then ``repeats`` timed ones
     peak_after = _peak_rss_bytes()
-    out = {"length": T, "forward_ms": [1e3 * min(lat), 1e3 * statistics.median(lat)],
-           "rss_before_MiB": rss_before / 2**20, "peak_rss_MiB": peak_after / 2**20,
-           # Without the reset the peak is a high-water mark of the whole process: when the forwards did not raise
-           # it, their own peak lay at or below it and the growth is an upper bound ("exact": False).
-           "forward_peak_growth_MiB": (peak_after - rss_before) / 2**20,
-           "exact": reset or peak_after > peak_before}
+    out = {
+        "length": T,
+        "forward_ms": [1e3 * min(lat), 1e3 * statistics.median(lat)],
+        "rss_before_MiB": rss_before / 2**20,
+        "peak_rss_MiB": peak_after / 2**20,
+        # Without the reset the peak is a high-water mark of the whole process: when the forwards did not raise
+        # it, their own peak lay at or below it and the growth is an upper bound ("exact": False).
+        "forward_peak_growth_MiB": (peak_after - rss_before) / 2**20,
+        "exact": reset or peak_after > peak_before,
+    }
     if device.type == "cuda":
         out["cuda_forward_peak_MiB"] = (torch.cuda.max_memory_allocated(device) - cuda_before) / 2**20
     return out
@@ -179,17 +181,32 @@ def probe_length(config: Path, length: int, input_dim: int, classes: int, device
 
 def length_scaling(args) -> list[dict]:
     """``probe_length`` for each of ``args.lengths``, each in a fresh subprocess; prints a table as it goes."""
-    print(f"\nforward (batch 1, no grad) and peak memory by length, {args.scaling_config.name}, "
-          f"C={args.input_dim}, K={args.classes}, {args.device}, one process per length, "
-          f"{args.scaling_repeats} timed runs after 1 warm-up:")
+    print(
+        f"\nforward (batch 1, no grad) and peak memory by length, {args.scaling_config.name}, "
+        f"C={args.input_dim}, K={args.classes}, {args.device}, one process per length, "
+        f"{args.scaling_repeats} timed runs after 1 warm-up:"
+    )
     header = f"{'T':>7}  {'forward ms min / med':>22}  {'RSS before':>10}  {'peak RSS':>10}  {'fwd peak growth':>15}"
     cuda = torch.device(args.device).type == "cuda"
     print(header + ("  cuda fwd peak" if cuda else "") + "   (MiB)")
     rows = []
     for length in args.lengths:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", str(length), "--device", args.device,
-               "--input-dim", str(args.input_dim), "--classes", str(args.classes),
-               "--scaling-config", str(args.scaling_config), "--scaling-repeats", str(args.scaling_repeats)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--probe",
+            str(length),
+            "--device",
+            args.device,
+            "--input-dim",
+            str(args.input_dim),
+            "--classes",
+            str(args.classes),
+            "--scaling-config",
+            str(args.scaling_config),
+            "--scaling-repeats",
+            str(args.scaling_repeats),
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -200,8 +217,10 @@ def length_scaling(args) -> list[dict]:
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         growth = ("" if row["exact"] else "<= ") + f"{row['forward_peak_growth_MiB']:.0f}"
-        line = (f"{row['length']:>7}  {row['forward_ms'][0]:>10.1f} / {row['forward_ms'][1]:<9.1f}  "
-                f"{row['rss_before_MiB']:>10.0f}  {row['peak_rss_MiB']:>10.0f}  {growth:>15}")
+        line = (
+            f"{row['length']:>7}  {row['forward_ms'][0]:>10.1f} / {row['forward_ms'][1]:<9.1f}  "
+            f"{row['rss_before_MiB']:>10.0f}  {row['peak_rss_MiB']:>10.0f}  {growth:>15}"
+        )
         if cuda:
             line += f"  {row['cuda_forward_peak_MiB']:>13.0f}"
         print(line, flush=True)
@@ -220,18 +239,37 @@ def main() -> None:
     p.add_argument("--specs", nargs="+", type=Path, default=sorted((ROOT / "ablations").glob("table*.yaml")))
     p.add_argument("--base", type=Path, default=ROOT / "configs" / "thumos14_i3d.yaml")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--lengths", type=int, nargs="*", default=[2304, 9216, 36864],
-                   help="lengths of the latency / peak-memory table (none: skip it)")
-    p.add_argument("--scaling-config", type=Path, default=ROOT / "configs" / "thumos14_i3d.yaml",
-                   help="config of the model in the latency / peak-memory table")
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="*",
+        default=[2304, 9216, 36864],
+        help="lengths of the latency / peak-memory table (none: skip it)",
+    )
+    p.add_argument(
+        "--scaling-config",
+        type=Path,
+        default=ROOT / "configs" / "thumos14_i3d.yaml",
+        help="config of the model in the latency / peak-memory table",
+    )
     p.add_argument("--scaling-repeats", type=int, default=3, help="timed forwards per length (after 1 warm-up)")
     p.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)  # internal: one length, JSON out
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.probe is not None:
-        print(json.dumps(probe_length(args.scaling_config, args.probe, args.input_dim, args.classes,
-                                      torch.device(args.device), args.scaling_repeats)))
+        print(
+            json.dumps(
+                probe_length(
+                    args.scaling_config,
+                    args.probe,
+                    args.input_dim,
+                    args.classes,
+                    torch.device(args.device),
+                    args.scaling_repeats,
+                )
+            )
+        )
         return
     if args.variants:
         variant_parameters(args.specs, args.base.resolve(), args.classes)
@@ -244,8 +282,12 @@ def main() -> None:
     T = -(-args.length // cfg.divisor) * cfg.divisor
     x = torch.randn(1, args.input_dim, T, device=device)
     mask = torch.ones(1, T, dtype=torch.bool, device=device)
-    figures = {"device": str(device), "threads": torch.get_num_threads(), "input": [args.length, args.input_dim],
-               "parameters_M": count_parameters(model) / 1e6}
+    figures = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "input": [args.length, args.input_dim],
+        "parameters_M": count_parameters(model) / 1e6,
+    }
 
     model.eval()
     with torch.no_grad():

@@ -61,8 +61,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASED_CONFIG = "configs/thumos_i3d_focalloss.yaml"
 # Files that make a directory a checkout of the released CLTDR-GMG repository (TSCODE.py holds their
 # DeCLS / DeReg / CrossLevel modules, which plain TriDet lacks).
-RELEASED_FILES = ("libs/core/config.py", "libs/modeling/__init__.py", "libs/modeling/meta_archs.py",
-                  "libs/modeling/TSCODE.py", "libs/utils/nms.py", RELEASED_CONFIG)
+RELEASED_FILES = (
+    "libs/core/config.py",
+    "libs/modeling/__init__.py",
+    "libs/modeling/meta_archs.py",
+    "libs/modeling/TSCODE.py",
+    "libs/utils/nms.py",
+    RELEASED_CONFIG,
+)
 # The synthetic actions at T = 2304 (grid steps), scaled with T; one list per video of the training batch.
 SEGMENTS_2304 = ([[100.0, 180.0], [900.0, 960.0], [1500.0, 1900.0]], [[300.0, 340.0], [1200.0, 1500.0]])
 LABELS = ([0, 3, 7], [1, 12])
@@ -87,8 +93,10 @@ def checkout_problem(path: Path | None) -> str | None:
 
 def skip(message: str) -> None:
     print(f"compare_released: {message}.")
-    print("  expected --released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
-          f"(with {', '.join(RELEASED_FILES)})")
+    print(
+        "  expected --released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
+        f"(with {', '.join(RELEASED_FILES)})"
+    )
     print("skipped")
     sys.exit(0)
 
@@ -99,6 +107,7 @@ def import_released(path: Path) -> tuple[types.ModuleType, types.ModuleType, boo
     sys.path.insert(0, str(path))
     try:
         import nms_1d_cpu  # noqa: F401  their compiled extension, present only if they built libs/utils/setup.py
+
         real_nms = True
     except ImportError:
         # STUB: their libs/utils/nms.py does `import nms_1d_cpu`, a C++ extension (libs/utils/csrc/nms_cpu.cpp) that
@@ -112,8 +121,10 @@ def import_released(path: Path) -> tuple[types.ModuleType, types.ModuleType, boo
         stub.nms = stub.softnms = missing
         sys.modules["nms_1d_cpu"] = stub
         real_nms = False
-        notes.append("their compiled NMS extension nms_1d_cpu is not importable: a stub module stands in for it "
-                     "(their model never calls it; their end-to-end inference is not measured)")
+        notes.append(
+            "their compiled NMS extension nms_1d_cpu is not importable: a stub module stands in for it "
+            "(their model never calls it; their end-to-end inference is not measured)"
+        )
     with warnings.catch_warnings():
         # their SGPBlock.forward is decorated with torch.cuda.amp.autocast(enabled=False), deprecated in torch 2.4+
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)
@@ -132,8 +143,10 @@ def import_released(path: Path) -> tuple[types.ModuleType, types.ModuleType, boo
             sys.modules["libs.utils"] = pkg
             libs.utils = pkg
             pkg.batched_nms = importlib.import_module("libs.utils.nms").batched_nms
-            notes.append(f"their libs/utils/__init__.py does not import here ({e}): libs.utils is loaded without "
-                         "it, with only libs/utils/nms.py (what their model code imports from it)")
+            notes.append(
+                f"their libs/utils/__init__.py does not import here ({e}): libs.utils is loaded without "
+                "it, with only libs/utils/nms.py (what their model code imports from it)"
+            )
         modeling = importlib.import_module("libs.modeling")
         config = importlib.import_module("libs.core.config")
     for mod in (modeling, config):
@@ -174,9 +187,16 @@ def released_video(feats: torch.Tensor, segments: torch.Tensor, labels: torch.Te
     """One item as their libs/datasets/thumos14.py yields it: feats (C, T), segments (N, 2) float32 on the feature
     grid, labels (N,) int64, and the video's meta data."""
     T = feats.shape[1]
-    return {"video_id": vid, "feats": feats, "segments": segments, "labels": labels, "fps": FPS,
-            "duration": (T * FEAT_STRIDE + NUM_FRAMES) / FPS, "feat_stride": FEAT_STRIDE,
-            "feat_num_frames": NUM_FRAMES}
+    return {
+        "video_id": vid,
+        "feats": feats,
+        "segments": segments,
+        "labels": labels,
+        "fps": FPS,
+        "duration": (T * FEAT_STRIDE + NUM_FRAMES) / FPS,
+        "feat_stride": FEAT_STRIDE,
+        "feat_num_frames": NUM_FRAMES,
+    }
 
 
 class Released:
@@ -186,8 +206,9 @@ class Released:
         self.model, self.cfg, self.real_nms = model, cfg, real_nms
         self.params = sum(p.numel() for p in model.parameters())
         self.video = [released_video(feats, segments[0], labels[0], "synthetic")]
-        self.batch = [released_video(f, s, l, f"synthetic_{i}")
-                      for i, (f, s, l) in enumerate(zip(train_feats, segments, labels))]
+        self.batch = [
+            released_video(f, s, l, f"synthetic_{i}") for i, (f, s, l) in enumerate(zip(train_feats, segments, labels))
+        ]
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.035)
 
     @torch.no_grad()
@@ -254,8 +275,9 @@ class Cltdr:
     def end_to_end(self):
         from cltdr.inference.runner import detect
 
-        return detect(self.model, self.feats, self.grid, self.duration, self.opts, self.class_names,
-                      torch.device("cpu"))
+        return detect(
+            self.model, self.feats, self.grid, self.duration, self.opts, self.class_names, torch.device("cpu")
+        )
 
     def train_step(self):
         self.model.train()
@@ -328,9 +350,11 @@ def matmul_peak(n: int, repeats: int) -> float:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[2:]))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
     p.add_argument("--released", type=Path, default=None, help="a checkout of LiQiang0307/CLTDR-GMG")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure and system (default 5)")
@@ -338,8 +362,13 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=2048, help="C, feature channels (default 2048)")
     p.add_argument("--classes", type=int, default=20, help="K, action classes (default 20)")
     p.add_argument("--cltdr-config", type=Path, default=ROOT / "configs" / "thumos14_i3d.yaml")
-    p.add_argument("--cltdr-set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="overrides of a second cltdr layout, measured as a third column")
+    p.add_argument(
+        "--cltdr-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of a second cltdr layout, measured as a third column",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peak-size", type=int, default=2048, help="n of the n x n x n fp32 matmul peak (default 2048)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
@@ -381,8 +410,7 @@ def main() -> None:
         rmodel, rcfg, rnotes = build_released(modeling, config, path, T, C, K, args.seed)
     notes += rnotes
     released = Released(rmodel, rcfg, real_nms, feats, train_feats, segments, labels)
-    systems = [released] + [Cltdr(name, cfg, args.seed, K, feats, train_feats, segments, labels)
-                            for name, cfg in cfgs]
+    systems = [released] + [Cltdr(name, cfg, args.seed, K, feats, train_feats, segments, labels) for name, cfg in cfgs]
 
     figures: dict[str, dict[str, object]] = {s.name: {"parameters_M": s.params / 1e6} for s in systems}
     for s in systems:
@@ -398,13 +426,16 @@ def main() -> None:
     peak = matmul_peak(args.peak_size, max(3, args.repeats))
     for s in systems:
         achieved = flops[s.name] / statistics.median(timed[s.name, "forward"])
-        figures[s.name].update(forward_GFLOPs=flops[s.name] / 1e9, forward_GFLOP_per_s=achieved / 1e9,
-                               share_of_matmul_peak=achieved / peak)
+        figures[s.name].update(
+            forward_GFLOPs=flops[s.name] / 1e9, forward_GFLOP_per_s=achieved / 1e9, share_of_matmul_peak=achieved / peak
+        )
 
     # -------------------------------------------------------------------------------------------- report
     print(f"CLTDR-GMG: released code ({path}, {RELEASED_CONFIG}) vs cltdr ({args.cltdr_config})")
-    print(f"input: T={T} steps x C={C} channels, K={K} classes, random weights (seed {args.seed}); "
-          f"threads {torch.get_num_threads()}; {args.repeats} timed runs per figure after 1 warm-up, interleaved")
+    print(
+        f"input: T={T} steps x C={C} channels, K={K} classes, random weights (seed {args.seed}); "
+        f"threads {torch.get_num_threads()}; {args.repeats} timed runs per figure after 1 warm-up, interleaved"
+    )
     if args.cltdr_set:
         print(f"cltdr+set: {' '.join(args.cltdr_set)}")
     cols = [s.name for s in systems]
@@ -417,10 +448,17 @@ def main() -> None:
         print(f"{label:<34}" + "".join(f"{c:>19}" for c in cells) + "".join(f"{r:>11}" for r in ratios))
 
     base = figures["released"]
-    row("parameters (M)", [f"{figures[c]['parameters_M']:.2f}" for c in cols],
-        [f"{figures[c]['parameters_M'] / base['parameters_M']:.2f}" for c in cols[1:]])
-    labels_ = {"forward": "forward, B=1 (ms)", "decode": "fwd + decode, no NMS (ms)",
-               "end_to_end": "end to end + NMS (ms)", "train_step": "train step, B=2 (ms)"}
+    row(
+        "parameters (M)",
+        [f"{figures[c]['parameters_M']:.2f}" for c in cols],
+        [f"{figures[c]['parameters_M'] / base['parameters_M']:.2f}" for c in cols[1:]],
+    )
+    labels_ = {
+        "forward": "forward, B=1 (ms)",
+        "decode": "fwd + decode, no NMS (ms)",
+        "end_to_end": "end to end + NMS (ms)",
+        "train_step": "train step, B=2 (ms)",
+    }
     for figure, label in labels_.items():
         cells, ratios = [], []
         for c in cols:
@@ -431,16 +469,24 @@ def main() -> None:
             ratios.append("n/a" if v is None or b is None else f"{v[1] / b[1]:.2f}")
         row(label + " min/med", cells, ratios)
     row("pre-NMS candidates", [str(figures[c]["pre_nms_candidates"]) for c in cols], ["" for _ in cols[1:]])
-    row("forward GFLOPs", [f"{figures[c]['forward_GFLOPs']:.1f}" for c in cols],
-        [f"{figures[c]['forward_GFLOPs'] / base['forward_GFLOPs']:.2f}" for c in cols[1:]])
+    row(
+        "forward GFLOPs",
+        [f"{figures[c]['forward_GFLOPs']:.1f}" for c in cols],
+        [f"{figures[c]['forward_GFLOPs'] / base['forward_GFLOPs']:.2f}" for c in cols[1:]],
+    )
     row("forward GFLOP/s (median)", [f"{figures[c]['forward_GFLOP_per_s']:.1f}" for c in cols], ["" for _ in cols[1:]])
-    row("share of fp32 matmul peak", [f"{100 * figures[c]['share_of_matmul_peak']:.1f} %" for c in cols],
-        ["" for _ in cols[1:]])
-    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({args.peak_size}^3 product, best of "
-          f"{max(3, args.repeats)}, {torch.get_num_threads()} threads); cltdr forward {flops['cltdr'] / 1e9:.1f} "
-          f"GFLOPs in {1e3 * statistics.median(timed['cltdr', 'forward']):.1f} ms = "
-          f"{figures['cltdr']['forward_GFLOP_per_s']:.1f} GFLOP/s = "
-          f"{100 * figures['cltdr']['share_of_matmul_peak']:.1f} % of peak")
+    row(
+        "share of fp32 matmul peak",
+        [f"{100 * figures[c]['share_of_matmul_peak']:.1f} %" for c in cols],
+        ["" for _ in cols[1:]],
+    )
+    print(
+        f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({args.peak_size}^3 product, best of "
+        f"{max(3, args.repeats)}, {torch.get_num_threads()} threads); cltdr forward {flops['cltdr'] / 1e9:.1f} "
+        f"GFLOPs in {1e3 * statistics.median(timed['cltdr', 'forward']):.1f} ms = "
+        f"{figures['cltdr']['forward_GFLOP_per_s']:.1f} GFLOP/s = "
+        f"{100 * figures['cltdr']['share_of_matmul_peak']:.1f} % of peak"
+    )
 
     m, c0 = rcfg["model"], cfgs[0][1]
     notes += [
@@ -451,9 +497,12 @@ def main() -> None:
         + ", entries in seconds); their THUMOS14 setting (multiclass_nms) skips voting",
         f"layout: released FFN width (sgp_mlp_dim) {m['sgp_mlp_dim']}, full convs in DeCLS / DeReg / CrossLevel, "
         "one RefineHead tower, Trident start/end heads on detached features (detach_feat=True); "
-        + "; ".join(f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
-                    f"depthwise_up {c.model.cltdr.depthwise_up}, shared_refine {c.model.cltdr.shared_refine}, "
-                    f"detach_boundary {c.model.cltdr.detach_boundary}" for name, c in cfgs),
+        + "; ".join(
+            f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
+            f"depthwise_up {c.model.cltdr.depthwise_up}, shared_refine {c.model.cltdr.shared_refine}, "
+            f"detach_boundary {c.model.cltdr.detach_boundary}"
+            for name, c in cfgs
+        ),
         f"released training forward adds N(0, {m['input_noise']}^2) input noise itself (cltdr: data loader, "
         f"noise_std {c0.dataset.noise_std}); scores of random weights: the candidate counts and NMS work differ "
         "from a trained model's",
@@ -462,10 +511,17 @@ def main() -> None:
     for n in notes:
         print(f"  - {n}")
     if args.json:
-        args.json.write_text(json.dumps({"input": {"T": T, "C": C, "K": K, "threads": torch.get_num_threads(),
-                                                   "repeats": args.repeats},
-                                         "matmul_peak_GFLOP_per_s": peak / 1e9, "systems": figures,
-                                         "notes": notes}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "input": {"T": T, "C": C, "K": K, "threads": torch.get_num_threads(), "repeats": args.repeats},
+                    "matmul_peak_GFLOP_per_s": peak / 1e9,
+                    "systems": figures,
+                    "notes": notes,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

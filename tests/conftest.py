@@ -18,17 +18,30 @@ from cltdr.data import synth
 # A model small enough to train two epochs (one of warm-up, one of cosine decay) of the tiny preset in about a
 # second on a CPU.
 TINY_MODEL = {"embed_dim": 16, "head_dim": 16, "ffn_dim": 32, "num_levels": 4, "num_bins": 4}
-TINY_TRAIN = {"epochs": 1, "warmup_epochs": 1, "lr": 1e-3, "batch_size": 4, "ema_decay": 0.99, "log_every": 1,
-              "device": "cpu"}
+TINY_TRAIN = {
+    "epochs": 1,
+    "warmup_epochs": 1,
+    "lr": 1e-3,
+    "batch_size": 4,
+    "ema_decay": 0.99,
+    "log_every": 1,
+    "device": "cpu",
+}
 
 
 def config_dict(info: synth.SynthInfo, **sections: dict) -> dict:
     """A config for ``info``'s data and the tiny model; each keyword updates (or adds) that section."""
     data = {
-        "dataset": {"annotation_file": str(info.annotation_path), "feat_dir": str(info.feat_dir),
-                    "train_subset": info.train_subset, "test_subset": info.test_subset,
-                    "input_dim": info.input_dim, "feat_stride": info.feat_stride, "num_frames": info.num_frames,
-                    "max_seq_len": 128},
+        "dataset": {
+            "annotation_file": str(info.annotation_path),
+            "feat_dir": str(info.feat_dir),
+            "train_subset": info.train_subset,
+            "test_subset": info.test_subset,
+            "input_dim": info.input_dim,
+            "feat_stride": info.feat_stride,
+            "num_frames": info.num_frames,
+            "max_seq_len": 128,
+        },
         "model": dict(TINY_MODEL),
         "train": dict(TINY_TRAIN),
     }
@@ -56,8 +69,13 @@ def data_copy(tiny_data, tmp_path) -> synth.SynthInfo:
     """A private copy of the tiny dataset that a test may damage."""
     root = tmp_path / "data"
     shutil.copytree(tiny_data.root, root)
-    return dataclasses.replace(tiny_data, root=root, annotation_path=root / "annotations.json",
-                               feat_dir=root / "features", meta_path=root / "synth_meta.json")
+    return dataclasses.replace(
+        tiny_data,
+        root=root,
+        annotation_path=root / "annotations.json",
+        feat_dir=root / "features",
+        meta_path=root / "synth_meta.json",
+    )
 
 
 @pytest.fixture

@@ -23,8 +23,11 @@ def gt_rows(ground_truth: dict, subset: str) -> list[tuple]:
 
 
 def pred_rows(predictions: dict) -> list[tuple]:
-    return [(v, float(p["segment"][0]), float(p["segment"][1]), p.get("label"), p["score"])
-            for v, entries in predictions["results"].items() for p in entries]
+    return [
+        (v, float(p["segment"][0]), float(p["segment"][1]), p.get("label"), p["score"])
+        for v, entries in predictions["results"].items()
+        for p in entries
+    ]
 
 
 def tiou(a: tuple, b: tuple) -> float:
@@ -99,12 +102,18 @@ class Reference:
         return [self.matched[pid][t] >= 0 for pid in self.ranked[c] if keep(pid)]
 
     def ap(self) -> np.ndarray:
-        return np.array([[ap_from_flags(self.flags(c, t), self.num_gt[c]) for c in self.classes]
-                         for t in range(len(self.thresholds))])
+        return np.array(
+            [
+                [ap_from_flags(self.flags(c, t), self.num_gt[c]) for c in self.classes]
+                for t in range(len(self.thresholds))
+            ]
+        )
 
     def recall_at(self, k: int) -> list[float]:
-        return [sum(sum(self.flags(c, t)[: k * self.num_gt[c]]) for c in self.classes) / len(self.gt)
-                for t in range(len(self.thresholds))]
+        return [
+            sum(sum(self.flags(c, t)[: k * self.num_gt[c]]) for c in self.classes) / len(self.gt)
+            for t in range(len(self.thresholds))
+        ]
 
     # ------------------------------------------------------------------------------------------------- DETAD
     @property
@@ -129,8 +138,9 @@ class Reference:
         """Per block b: the share of each type among predictions ranked in [b G_c, (b + 1) G_c) of their class."""
         out = []
         for b in range(blocks):
-            members = [pid for c in self.classes
-                       for pid in self.ranked[c][b * self.num_gt[c] : (b + 1) * self.num_gt[c]]]
+            members = [
+                pid for c in self.classes for pid in self.ranked[c][b * self.num_gt[c] : (b + 1) * self.num_gt[c]]
+            ]
             shares = {name: 0.0 for name in ERROR_TYPES}
             for t in range(len(self.thresholds)):
                 for pid in members:
@@ -171,8 +181,9 @@ class Reference:
             def keep(pid):
                 return all(m < 0 or in_bin[m] for m in self.matched[pid])
 
-            per_threshold = [ap_from_flags(self.flags(c, t, keep), num, self.normalized_count)
-                             for t in range(len(self.thresholds))]
+            per_threshold = [
+                ap_from_flags(self.flags(c, t, keep), num, self.normalized_count) for t in range(len(self.thresholds))
+            ]
             values.append(sum(per_threshold) / len(per_threshold))
         return sum(values) / len(values) if values else math.nan
 

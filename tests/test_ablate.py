@@ -20,8 +20,18 @@ ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
 
 def _spec(tmp_path: Path, base: Path, variants: dict, **extra) -> Path:
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({"title": "tiny table", "base": base.name, "latency": {"videos": 2, "length": 64},
-                                    "variants": variants, **extra}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "tiny table",
+                "base": base.name,
+                "latency": {"videos": 2, "length": 64},
+                "variants": variants,
+                **extra,
+            },
+            sort_keys=False,
+        )
+    )
     return path
 
 

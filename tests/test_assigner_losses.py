@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from cltdr.model.assigner import assign
-from cltdr.model.outputs import make_points
 from cltdr.config import LossConfig
+from cltdr.model.assigner import assign
 from cltdr.model.detector import Detector
 from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
+from cltdr.model.outputs import make_points
 
 RANGES = [(0, 4), (4, 8), (8, 16), (16, math.inf)]
 
@@ -90,8 +90,12 @@ def test_varifocal_against_formula():
     p = torch.tensor([0.1, 0.6, 0.3, 0.9])
     q = torch.tensor([0.0, 0.0, 0.7, 1.0])
     a, g = 0.75, 2.0
-    ref = [-a * 0.1**2 * math.log(0.9), -a * 0.6**2 * math.log(0.4),
-           -0.7 * (0.7 * math.log(0.3) + 0.3 * math.log(0.7)), -1.0 * math.log(0.9)]
+    ref = [
+        -a * 0.1**2 * math.log(0.9),
+        -a * 0.6**2 * math.log(0.4),
+        -0.7 * (0.7 * math.log(0.3) + 0.3 * math.log(0.7)),
+        -1.0 * math.log(0.9),
+    ]
     torch.testing.assert_close(varifocal_loss(p.log(), q, a, g), torch.tensor(ref))
 
 
@@ -112,15 +116,21 @@ def test_iou_losses_against_formulas():
         out = iou_loss(pred, tgt, kind)
         for i in range(30):
             iou, enclose, union, c = _slow_iou(pred[i].tolist(), tgt[i].tolist())
-            ref = {"iou": 1 - iou, "giou": 1 - iou + (enclose - union) / enclose,
-                   "diou": 1 - iou + (c / enclose) ** 2}[kind]
+            ref = {"iou": 1 - iou, "giou": 1 - iou + (enclose - union) / enclose, "diou": 1 - iou + (c / enclose) ** 2}[
+                kind
+            ]
             assert abs(float(out[i]) - ref) < 1e-5, (kind, i)
     torch.testing.assert_close(distance_iou(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 3.0])), torch.tensor(0.5))
 
 
 def _toy_detector(normalizer):
-    det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossConfig(normalizer=normalizer, normalizer_init=4.0))
+    det = Detector(
+        encoder=torch.nn.Identity(),
+        decoder=torch.nn.Identity(),
+        num_classes=2,
+        level_ranges=[(0, math.inf)],
+        loss=LossConfig(normalizer=normalizer, normalizer_init=4.0),
+    )
     return det
 
 
@@ -178,8 +188,13 @@ def test_loss_normaliser_starts_from_the_first_batch():
     assert abs(float(update_normalizer(torch.tensor(17.0), torch.tensor(27), 0.9)) - (0.9 * 17 + 0.1 * 27)) < 1e-5
     assert abs(float(update_normalizer(torch.tensor(100.0), torch.tensor(0), 0.9)) - (90 + 0.1)) < 1e-5
 
-    det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossConfig())
+    det = Detector(
+        encoder=torch.nn.Identity(),
+        decoder=torch.nn.Identity(),
+        num_classes=2,
+        level_ranges=[(0, math.inf)],
+        loss=LossConfig(),
+    )
     assert float(det.loss_normalizer) == 0.0  # unset until the first training batch
 
 
@@ -188,9 +203,13 @@ def test_binary_classification_target_weighted_by_iou():
     negatives are as with the IoU target."""
     from cltdr.model.assigner import Targets
 
-    det = Detector(encoder=torch.nn.Identity(), decoder=torch.nn.Identity(), num_classes=2,
-                   level_ranges=[(0, math.inf)], loss=LossConfig(cls_target="binary", iou_weight_power=0.2,
-                                                                  normalizer_init=4.0))
+    det = Detector(
+        encoder=torch.nn.Identity(),
+        decoder=torch.nn.Identity(),
+        num_classes=2,
+        level_ranges=[(0, math.inf)],
+        loss=LossConfig(cls_target="binary", iou_weight_power=0.2, normalizer_init=4.0),
+    )
     P, K = 4, 2
     torch.manual_seed(0)
     log_p = torch.log(torch.rand(1, P, K) * 0.9 + 0.05)
@@ -207,9 +226,9 @@ def test_binary_classification_target_weighted_by_iou():
             p = float(log_p[0, t, k].exp())
             if cls[0, t, k] > 0:
                 iou = float(distance_iou(dist[0, t, k], reg[0, t, k]))
-                ref += -math.log(p) * iou ** 0.2
+                ref += -math.log(p) * iou**0.2
             else:
-                ref += -0.75 * p ** 2 * math.log(1 - p)
+                ref += -0.75 * p**2 * math.log(1 - p)
     assert abs(float(out["cls_loss"]) - ref / 4.0) < 1e-5
     dist.requires_grad_()
     again = det._loss_terms(log_p, dist, Targets(cls, reg), valid, det.loss_normalizer)

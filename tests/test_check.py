@@ -30,10 +30,17 @@ def test_check_on_a_good_dataset(tiny_data, write_config, tmp_path, capsys):
     config = write_config(tiny_data)
     assert cli.main(["check", str(config), "--json", str(tmp_path / "report.json")]) == 0
     out = capsys.readouterr().out
-    for fragment in ("[train] subset 'training': 16 videos", "[test] subset 'testing': 8 videos",
-                     "actions per class: action0", "video length (steps): min ", "action length (steps): ",
-                     "dataset.max_seq_len: ", "model.num_levels: ", "training actions per level now: [0, 4) ",
-                     "result: OK, the dataset can be trained on (0 warnings)"):
+    for fragment in (
+        "[train] subset 'training': 16 videos",
+        "[test] subset 'testing': 8 videos",
+        "actions per class: action0",
+        "video length (steps): min ",
+        "action length (steps): ",
+        "dataset.max_seq_len: ",
+        "model.num_levels: ",
+        "training actions per level now: [0, 4) ",
+        "result: OK, the dataset can be trained on (0 warnings)",
+    ):
         assert fragment in out, fragment
     report = json.loads((tmp_path / "report.json").read_text())
     train = report["splits"][0]
@@ -57,15 +64,24 @@ def damage(info) -> dict[str, str]:
 
     def annotations(db):
         db[v[5]]["annotations"].append(dict(db[v[5]]["annotations"][0]))  # a duplicate
-        db[v[6]]["annotations"].append({"label": "action01", "label_id": 1,
-                                        "segment": db[v[6]]["annotations"][0]["segment"]})  # multi-label: fine
-        db[v[7]]["annotations"].append({"label": "action01", "label_id": 1,
-                                        "segment": [1.0, db[v[7]]["duration"] + 5]})  # outside the video
+        db[v[6]]["annotations"].append(
+            {"label": "action01", "label_id": 1, "segment": db[v[6]]["annotations"][0]["segment"]}
+        )  # multi-label: fine
+        db[v[7]]["annotations"].append(
+            {"label": "action01", "label_id": 1, "segment": [1.0, db[v[7]]["duration"] + 5]}
+        )  # outside the video
         db["video_testing_00000"]["annotations"] = []
 
     edit_database(info.annotation_path, annotations)
-    return {v[0]: "missing file", v[1]: "wrong channels", v[2]: "non-finite values", v[3]: "too short",
-            v[4]: "length vs duration", v[5]: "duplicate annotations", "video_testing_00000": "video without actions"}
+    return {
+        v[0]: "missing file",
+        v[1]: "wrong channels",
+        v[2]: "non-finite values",
+        v[3]: "too short",
+        v[4]: "length vs duration",
+        v[5]: "duplicate annotations",
+        "video_testing_00000": "video without actions",
+    }
 
 
 def test_check_reports_every_problem(data_copy, write_config, tmp_path, capsys):
@@ -77,22 +93,30 @@ def test_check_reports_every_problem(data_copy, write_config, tmp_path, capsys):
     for video, kind in expected.items():
         assert (video, kind) in found, (video, kind)
     assert ("video_training_00003", "length vs duration") in found  # 5 steps: also far too short for its duration
-    assert dict(train.counts("error")) == {"missing file": 1, "wrong channels": 1, "non-finite values": 1,
-                                           "too short": 1}
+    assert dict(train.counts("error")) == {
+        "missing file": 1,
+        "wrong channels": 1,
+        "non-finite values": 1,
+        "too short": 1,
+    }
     assert train.counts("warning")["segments outside their video"] == 1
     assert train.multi_label_segments == 1 and test.counts("warning") == Counter({"video without actions": 1})
     messages = {p.kind: p.message for p in train.problems}
     assert "video 'video_training_00001'" in messages["wrong channels"] and "got (T, 31)" in messages["wrong channels"]
-    assert "expected about" in messages["length vs duration"] and "check fps, feat_stride" in messages[
-        "length vs duration"]
+    assert (
+        "expected about" in messages["length vs duration"]
+        and "check fps, feat_stride" in messages["length vs duration"]
+    )
     assert len(train.video_steps) == 13  # the unreadable videos have no length
     # the command prints the report, then exits 2 saying why
     assert cli.main(["check", str(config), "--max-problems", "3", "--json", str(tmp_path / "r.json")]) == 2
     out, err = capsys.readouterr()
     assert "errors: missing file 1, non-finite values 1, too short 1, wrong channels 1" in out
     assert "... and " in out and "result: 4 errors: the dataset cannot be used as configured" in out
-    assert err.startswith(f"cltdr check: error: {config}: the dataset cannot be trained on as configured: 4 errors "
-                          "(missing file, non-finite values, too short, wrong channels); the first: video ")
+    assert err.startswith(
+        f"cltdr check: error: {config}: the dataset cannot be trained on as configured: 4 errors "
+        "(missing file, non-finite values, too short, wrong channels); the first: video "
+    )
     assert not json.loads((tmp_path / "r.json").read_text())["ok"]
 
 
@@ -118,8 +142,11 @@ def test_preflight_lists_unusable_videos_and_warns_about_the_rest(data_copy, wri
     assert msg.startswith("4 of 16 videos of subset 'training' cannot be used:\n  video 'video_training_00000'")
     assert "... and 2 more" in msg and "`cltdr check CONFIG`" in msg
     dataset.videos = [r for r in dataset.videos if r.video_id in ("video_training_00004", "video_training_00005")]
-    with pytest.warns(UserWarning, match=r"subset 'training': 1 x actions after the features, 1 x duplicate "
-                                         r"annotations, 1 x length vs duration; e.g. video 'video_training_00004'"):
+    with pytest.warns(
+        UserWarning,
+        match=r"subset 'training': 1 x actions after the features, 1 x duplicate "
+        r"annotations, 1 x length vs duration; e.g. video 'video_training_00004'",
+    ):
         preflight(dataset)
 
 

@@ -40,7 +40,7 @@ def run_error(capsys, command: str, *argv) -> str:
     assert rc == 2, err
     prefix = f"cltdr {command}: error: "
     assert err.startswith(prefix), err
-    return err[len(prefix):]
+    return err[len(prefix) :]
 
 
 @pytest.fixture
@@ -111,8 +111,21 @@ def test_test_writes_predictions_and_metrics(trained_run, tiny_data, tmp_path, c
 def test_evaluate_reproduces_test_metrics(trained_run, tiny_data, tmp_path, capsys):
     run_ok(capsys, "test", trained_run, "--out", tmp_path, "--quiet")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    out = run_ok(capsys, "evaluate", "--gt", tiny_data.annotation_path, "--pred", tmp_path / "predictions.json",
-                 "--subset", tiny_data.test_subset, "--tiou", "0.3", "0.5", "--json", tmp_path / "e.json")
+    out = run_ok(
+        capsys,
+        "evaluate",
+        "--gt",
+        tiny_data.annotation_path,
+        "--pred",
+        tmp_path / "predictions.json",
+        "--subset",
+        tiny_data.test_subset,
+        "--tiou",
+        "0.3",
+        "0.5",
+        "--json",
+        tmp_path / "e.json",
+    )
     again = json.loads((tmp_path / "e.json").read_text())
     assert list(again["mAP"]) == ["0.30", "0.50"] and "0.30" in out
     for key in ("0.30", "0.50"):
@@ -160,8 +173,9 @@ def test_detect_prepares_features_as_the_run_does(trained_run, tiny_data, tmp_pa
         ("short", ["has 5 steps", "4-level pyramid", "at least 8 steps"]),
     ],
 )
-def test_train_rejects_bad_features_before_the_first_epoch(data_copy, write_config, tmp_path, capsys, no_epoch,
-                                                           damage, fragments):
+def test_train_rejects_bad_features_before_the_first_epoch(
+    data_copy, write_config, tmp_path, capsys, no_epoch, damage, fragments
+):
     path = data_copy.feat_dir / f"{VICTIM}.npy"
     feats = np.load(path)
     if damage == "missing":
@@ -195,8 +209,9 @@ def test_train_checks_the_validation_subset_too(data_copy, write_config, tmp_pat
         ('{"database": {"v": {"subset": "training", ', ["is not valid JSON", "line 1"]),
     ],
 )
-def test_train_rejects_empty_or_malformed_annotation_file(data_copy, write_config, tmp_path, capsys, no_epoch,
-                                                          content, fragments):
+def test_train_rejects_empty_or_malformed_annotation_file(
+    data_copy, write_config, tmp_path, capsys, no_epoch, content, fragments
+):
     data_copy.annotation_path.write_text(content)
     msg = run_error(capsys, "train", write_config(data_copy), "--out", tmp_path / "run")
     assert msg.startswith(f"annotation file {data_copy.annotation_path}")
@@ -271,13 +286,14 @@ def test_test_reports_a_missing_test_feature_file(trained_run, tmp_path, capsys)
     assert not (run_dir / "predictions.json").exists()
 
 
-def test_resume_needs_a_run_and_a_run_needs_resume(trained_run, tiny_data, write_config, tmp_path, capsys,
-                                                   no_epoch):
+def test_resume_needs_a_run_and_a_run_needs_resume(trained_run, tiny_data, write_config, tmp_path, capsys, no_epoch):
     config = write_config(tiny_data)
     (tmp_path / "empty").mkdir()
     msg = run_error(capsys, "train", config, "--out", tmp_path / "empty", "--resume")
-    assert msg == f"nothing to resume in {tmp_path / 'empty'}: {tmp_path / 'empty' / 'checkpoints' / 'last.pt'} " \
-                  "does not exist\n"
+    assert (
+        msg == f"nothing to resume in {tmp_path / 'empty'}: {tmp_path / 'empty' / 'checkpoints' / 'last.pt'} "
+        "does not exist\n"
+    )
     before = (trained_run / "checkpoints" / "last.pt").stat().st_mtime_ns
     msg = run_error(capsys, "train", config, "--out", trained_run)
     assert f"{trained_run} already holds a run; pass --resume" in msg
@@ -287,8 +303,9 @@ def test_resume_needs_a_run_and_a_run_needs_resume(trained_run, tiny_data, write
 def test_test_and_detect_reject_what_is_not_a_run(tmp_path, tiny_data, capsys):
     msg = run_error(capsys, "test", tmp_path)
     assert f"{tmp_path} is not a cltdr run directory (no config.yaml)" in msg
-    msg = run_error(capsys, "detect", tmp_path, tiny_data.feat_dir / "video_testing_00000.npy", "--out",
-                    tmp_path / "p.json")
+    msg = run_error(
+        capsys, "detect", tmp_path, tiny_data.feat_dir / "video_testing_00000.npy", "--out", tmp_path / "p.json"
+    )
     assert "is not a cltdr run directory" in msg
 
 
@@ -309,19 +326,26 @@ def test_detect_rejects_bad_feature_files(trained_run, tmp_path, capsys):
     "content, fragments",
     [
         ('{"results": {"video_testing_00000": [', ["prediction file {pred} is not valid JSON", "line 1"]),
-        ('{"results": {"video_testing_00000": [{"label": "action00", "segment": [1, 2]}]}}',
-         ["video 'video_testing_00000', entry 0", "missing score"]),
-        ('{"results": {"video_testing_00000": [{"label": "action00", "score": 0.5, "segment": [4, 2]}]}}',
-         ["video 'video_testing_00000', entry 0", "[4, 2] ends before it starts"]),
-        ('{"results": {"video_testing_00000": {"label": "action00"}}}',
-         ["video 'video_testing_00000'", "expected a list of detections"]),
+        (
+            '{"results": {"video_testing_00000": [{"label": "action00", "segment": [1, 2]}]}}',
+            ["video 'video_testing_00000', entry 0", "missing score"],
+        ),
+        (
+            '{"results": {"video_testing_00000": [{"label": "action00", "score": 0.5, "segment": [4, 2]}]}}',
+            ["video 'video_testing_00000', entry 0", "[4, 2] ends before it starts"],
+        ),
+        (
+            '{"results": {"video_testing_00000": {"label": "action00"}}}',
+            ["video 'video_testing_00000'", "expected a list of detections"],
+        ),
     ],
 )
 def test_evaluate_rejects_malformed_predictions(tiny_data, tmp_path, capsys, content, fragments):
     pred = tmp_path / "pred.json"
     pred.write_text(content)
-    msg = run_error(capsys, "evaluate", "--gt", tiny_data.annotation_path, "--pred", pred,
-                    "--subset", tiny_data.test_subset)
+    msg = run_error(
+        capsys, "evaluate", "--gt", tiny_data.annotation_path, "--pred", pred, "--subset", tiny_data.test_subset
+    )
     assert str(pred) in msg
     for fragment in fragments:
         assert fragment.format(pred=pred) in msg
@@ -340,8 +364,7 @@ def test_evaluate_rejects_bad_thresholds_subsets_and_files(tiny_data, tmp_path, 
 
 
 # --------------------------------------------------------------------------------------- interruption
-def test_interrupted_training_exits_130_with_a_resume_hint(tiny_data, write_config, tmp_path, capsys,
-                                                            monkeypatch):
+def test_interrupted_training_exits_130_with_a_resume_hint(tiny_data, write_config, tmp_path, capsys, monkeypatch):
     def interrupt(self, logger):
         raise KeyboardInterrupt
 
@@ -362,8 +385,13 @@ def _console_script() -> str:
 def test_console_script_reports_errors_without_a_traceback(tiny_data, write_config, tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     config = write_config(tiny_data)
-    proc = subprocess.run([_console_script(), "train", str(config), "--out", str(tmp_path / "run"),
-                           "--set", "model.embed_dims=8"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [_console_script(), "train", str(config), "--out", str(tmp_path / "run"), "--set", "model.embed_dims=8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"cltdr train: error: invalid config {config}:")
     assert "unknown key 'model.embed_dims'" in proc.stderr
@@ -371,9 +399,22 @@ def test_console_script_reports_errors_without_a_traceback(tiny_data, write_conf
 
     pred = tmp_path / "pred.json"
     pred.write_text("not json")
-    proc = subprocess.run([_console_script(), "evaluate", "--gt", str(tiny_data.annotation_path), "--pred", str(pred),
-                           "--subset", "testing"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            _console_script(),
+            "evaluate",
+            "--gt",
+            str(tiny_data.annotation_path),
+            "--pred",
+            str(pred),
+            "--subset",
+            "testing",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"cltdr evaluate: error: prediction file {pred} is not valid JSON")
     assert "Traceback" not in proc.stderr
-

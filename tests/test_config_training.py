@@ -104,7 +104,7 @@ def test_ema_decay_warm_up():
     assert all(a <= b for a, b in zip(decays, decays[1:]))
     # A short schedule (60 steps) forgets its start: the initial weights and step 10's keep under 1% of the
     # average after it (the constant decay keeps 94% for the initial weights).
-    assert math.prod(decays[:60]) < 1e-3 and 0.999 ** 60 > 0.94
+    assert math.prod(decays[:60]) < 1e-3 and 0.999**60 > 0.94
     assert (1 - decays[10]) * math.prod(decays[11:60]) < 0.01
 
 
@@ -194,7 +194,7 @@ def test_recipe_schedule_in_steps_and_what_the_ema_averages():
 
     s = schedule(21, 2, 5, 20, 0.999, False)  # GTEA's 21 videos, the held-out recipe, constant decay
     assert (s.iters_per_epoch, s.warmup_steps, s.total_steps) == (11, 55, 275)
-    assert abs(s.initial_share - 0.999 ** 275) < 1e-12 and abs(s.ema_horizon - 1000) < 1e-6
+    assert abs(s.initial_share - 0.999**275) < 1e-12 and abs(s.ema_horizon - 1000) < 1e-6
     w = schedule(21, 2, 5, 20, 0.999, True)
     assert w.initial_share < 1e-6 and abs(w.ema_horizon - (10 + 274) / 9) < 1e-6  # 1 / (1 - d) at the last step
     assert schedule(21, 2, 5, 20, None, True).ema_horizon is None

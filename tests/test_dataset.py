@@ -95,8 +95,13 @@ def test_feature_shape_and_values(tmp_path):
     np.save(tmp_path / "d.npy", bad)
     load_error(tmp_path / "d.npy", "3 NaN or inf", "step 3, channel 2")
     np.save(tmp_path / "e.npy", np.zeros((20, 4), dtype=np.float32))
-    load_error(tmp_path / "e.npy", "20 steps", "the 6-level pyramid needs at least 32 steps",
-               min_length=32, min_length_reason="the 6-level pyramid")
+    load_error(
+        tmp_path / "e.npy",
+        "20 steps",
+        "the 6-level pyramid needs at least 32 steps",
+        min_length=32,
+        min_length_reason="the 6-level pyramid",
+    )
     assert load_features(tmp_path / "e.npy", video_id="vid7", input_dim=4, min_length=20).shape == (20, 4)
 
 
@@ -143,10 +148,19 @@ def test_crop_matches_reference(case):
     max_seq_len = int(rng.integers(4, 200))
     crop_ratio = None if case % 3 == 0 else (0.5, 1.0) if case % 3 == 1 else (0.9, 1.0)
     thresh, margin = float(rng.choice([0.3, 0.5, 1.0])), float(rng.choice([0.0, 2.0]))
-    got = random_crop(num_steps, segments, labels, max_seq_len=max_seq_len, crop_ratio=crop_ratio,
-                      trunc_thresh=thresh, margin=margin, rng=np.random.default_rng([case, 1]))
-    want = reference_crop(num_steps, segments, labels, max_seq_len, crop_ratio, thresh, margin,
-                          np.random.default_rng([case, 1]))
+    got = random_crop(
+        num_steps,
+        segments,
+        labels,
+        max_seq_len=max_seq_len,
+        crop_ratio=crop_ratio,
+        trunc_thresh=thresh,
+        margin=margin,
+        rng=np.random.default_rng([case, 1]),
+    )
+    want = reference_crop(
+        num_steps, segments, labels, max_seq_len, crop_ratio, thresh, margin, np.random.default_rng([case, 1])
+    )
     assert (got.start, got.end) == want[:2]
     np.testing.assert_allclose(got.segments.reshape(-1, 2), np.asarray(want[2], dtype=float).reshape(-1, 2))
     assert got.labels.tolist() == list(want[3])
@@ -179,29 +193,48 @@ class FixedStart:
 def test_trunc_thresh_rule_by_hand():
     segments = np.array([[20.0, 40.0], [10.0, 34.0], [75.0, 85.0], [40.0, 50.0], [90.0, 95.0]])
     labels = np.array([1, 2, 3, 4, 5])
-    crop = random_crop(100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.5, margin=0.0,
-                       rng=FixedStart(30))  # window [30, 80]
+    crop = random_crop(
+        100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.5, margin=0.0, rng=FixedStart(30)
+    )  # window [30, 80]
     assert (crop.start, crop.end) == (30, 80)
     assert crop.labels.tolist() == [1, 3, 4]  # 10/20 kept, 4/24 dropped, 5/10 kept, inside kept, outside dropped
     np.testing.assert_allclose(crop.segments, [[0.0, 10.0], [45.0, 50.0], [10.0, 20.0]])
-    crop = random_crop(100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.51, margin=0.0,
-                       rng=FixedStart(30))
+    crop = random_crop(
+        100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.51, margin=0.0, rng=FixedStart(30)
+    )
     assert crop.labels.tolist() == [4]
-    crop = random_crop(100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.5, margin=2.0,
-                       rng=FixedStart(30))  # window [28, 82]
+    crop = random_crop(
+        100, segments, labels, max_seq_len=50, crop_ratio=None, trunc_thresh=0.5, margin=2.0, rng=FixedStart(30)
+    )  # window [28, 82]
     assert crop.labels.tolist() == [1, 3, 4]
     np.testing.assert_allclose(crop.segments, [[-2.0, 10.0], [45.0, 52.0], [10.0, 20.0]])
 
 
 def test_crop_short_video():
     segments, labels = np.array([[10.0, 20.0]]), np.array([0])
-    crop = random_crop(50, segments, labels, max_seq_len=64, crop_ratio=None, trunc_thresh=0.5, margin=0.0,
-                       rng=np.random.default_rng(0))
+    crop = random_crop(
+        50,
+        segments,
+        labels,
+        max_seq_len=64,
+        crop_ratio=None,
+        trunc_thresh=0.5,
+        margin=0.0,
+        rng=np.random.default_rng(0),
+    )
     assert (crop.start, crop.end) == (0, 50) and crop.segments is segments
     lengths = set()
     for i in range(300):
-        crop = random_crop(50, segments, labels, max_seq_len=64, crop_ratio=(0.9, 1.0), trunc_thresh=0.5,
-                           margin=0.0, rng=np.random.default_rng(i))
+        crop = random_crop(
+            50,
+            segments,
+            labels,
+            max_seq_len=64,
+            crop_ratio=(0.9, 1.0),
+            trunc_thresh=0.5,
+            margin=0.0,
+            rng=np.random.default_rng(i),
+        )
         lengths.add(crop.end - crop.start)
     assert lengths == {45, 46, 47, 48, 49, 50}
 
@@ -209,11 +242,28 @@ def test_crop_short_video():
 def test_crop_retries_until_an_action_is_kept():
     segments, labels = np.array([[0.0, 4.0]]), np.array([0])  # only windows starting at 0..2 keep it
     for i in range(20):
-        crop = random_crop(1000, segments, labels, max_seq_len=10, crop_ratio=None, trunc_thresh=0.5, margin=0.0,
-                           rng=np.random.default_rng(i), max_trials=100000)
+        crop = random_crop(
+            1000,
+            segments,
+            labels,
+            max_seq_len=10,
+            crop_ratio=None,
+            trunc_thresh=0.5,
+            margin=0.0,
+            rng=np.random.default_rng(i),
+            max_trials=100000,
+        )
         assert crop.start <= 2 and crop.labels.tolist() == [0]
-    empty = random_crop(1000, np.zeros((0, 2)), np.zeros(0, dtype=np.int64), max_seq_len=10, crop_ratio=None,
-                        trunc_thresh=0.5, margin=0.0, rng=np.random.default_rng(0))
+    empty = random_crop(
+        1000,
+        np.zeros((0, 2)),
+        np.zeros(0, dtype=np.int64),
+        max_seq_len=10,
+        crop_ratio=None,
+        trunc_thresh=0.5,
+        margin=0.0,
+        rng=np.random.default_rng(0),
+    )
     assert empty.end - empty.start == 10 and empty.segments.shape == (0, 2)
 
 
@@ -243,8 +293,9 @@ def test_training_sample_is_reference_crop(tmp_path):
     for index, t in enumerate([400, 300, 40]):
         sample = ds[index]
         rng = np.random.default_rng([3, 5, index])
-        start, end, segs, labels = reference_crop(t, grid.to_grid(recs[index].segments), recs[index].labels, 128,
-                                                  (0.9, 1.0), 0.5, 2.0, rng)
+        start, end, segs, labels = reference_crop(
+            t, grid.to_grid(recs[index].segments), recs[index].labels, 128, (0.9, 1.0), 0.5, 2.0, rng
+        )
         feats = np.load(tmp_path / "feats" / f"v{index}.npy")
         assert sample.offset == start and sample.feats.shape == (C, end - start)
         torch.testing.assert_close(sample.feats, torch.from_numpy(feats[start:end].T))

@@ -18,8 +18,15 @@ from cltdr.training.trainer import seed_everything
 # ~0.5), 48 generalise. Generation takes ~0.1 s.
 E2E_PRESET = dataclasses.replace(synth.PRESETS["tiny"], num_train_videos=48, num_test_videos=16)
 E2E_MODEL = {"embed_dim": 32, "head_dim": 32, "ffn_dim": 64, "num_levels": 4, "num_bins": 4}
-E2E_TRAIN = {"epochs": 15, "warmup_epochs": 2, "lr": 2e-3, "batch_size": 4, "ema_decay": 0.99, "log_every": 20,
-             "device": "cpu"}
+E2E_TRAIN = {
+    "epochs": 15,
+    "warmup_epochs": 2,
+    "lr": 2e-3,
+    "batch_size": 4,
+    "ema_decay": 0.99,
+    "log_every": 20,
+    "device": "cpu",
+}
 # Average mAP (tIoU 0.3:0.1:0.7) on the 16 test videos, measured on a 2-core CPU: 0.773 with the default seed
 # (2024), 0.63 / 0.63 / 0.69 with train seeds 1 / 7 / 123; the untrained model scores 0.034 (0.007-0.015 with
 # the other seeds).
@@ -40,8 +47,9 @@ def test_training_learns_the_synthetic_benchmark(tmp_path, write_config, capsys)
     cfg = run_config(run_dir)
     seed_everything(cfg.train.seed)
     untrained = build_detector(cfg, len(cfg.dataset.class_names)).eval()
-    baseline = evaluate_split(cfg, untrained, cfg.dataset.test_subset, cfg.dataset.class_names, torch.device("cpu"),
-                              progress=False).metrics.average_mAP
+    baseline = evaluate_split(
+        cfg, untrained, cfg.dataset.test_subset, cfg.dataset.class_names, torch.device("cpu"), progress=False
+    ).metrics.average_mAP
 
     shown = f"trained {trained['mAP']} avg {trained['average_mAP']:.3f}; untrained avg {baseline:.3f}"
     assert trained["average_mAP"] > MIN_TRAINED_MAP, shown
@@ -58,8 +66,9 @@ def _without_time(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
-def test_interrupted_run_resumes_exactly(trained_run, tiny_data, tiny_iterations, write_config, tmp_path, capsys,
-                                         monkeypatch):
+def test_interrupted_run_resumes_exactly(
+    trained_run, tiny_data, tiny_iterations, write_config, tmp_path, capsys, monkeypatch
+):
     """Run A (``trained_run``): two epochs straight. Run B: same config, interrupted by Ctrl-C in the middle of
     epoch 2 (after one optimiser step of it), then ``--resume``d. B must end bit-identical to A."""
     config = write_config(tiny_data)  # the config trained_run was trained with

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_reference import Reference, gt_rows, pred_rows, tiou
 from matplotlib import image
-from test_cli import run_error, run_ok
-from test_eval_metrics import arrays, random_case
 
 from cltdr.evaluation import match
 from cltdr.viz.points import class_pr_curve, pack_rows, score_tiou_points, timeline
+from eval_reference import Reference, gt_rows, pred_rows, tiou
+from test_cli import run_error, run_ok
+from test_eval_metrics import arrays, random_case
 
 
 def assert_png(path: Path, min_width: int = 300, min_height: int = 200) -> None:
@@ -45,14 +45,22 @@ def files(tiny_data, tmp_path_factory) -> dict[str, Path]:
                 dets.append({"label": label, "score": float(rng.uniform(0.3, 1)), "segment": [max(start, 0), end]})
         for _ in range(5):
             start = float(rng.uniform(0, info["duration"] - 1))
-            dets.append({"label": str(rng.choice(tiny_data.class_names)), "score": float(rng.uniform(0, 0.5)),
-                         "segment": [start, start + 1.0]})
+            dets.append(
+                {
+                    "label": str(rng.choice(tiny_data.class_names)),
+                    "score": float(rng.uniform(0, 0.5)),
+                    "segment": [start, start + 1.0],
+                }
+            )
         results[video] = dets
     pred = root / "pred.json"
     pred.write_text(json.dumps({"results": results}))
     proposals = root / "proposals.json"
-    proposals.write_text(json.dumps({"results": {v: [{"score": d["score"], "segment": d["segment"]} for d in ds]
-                                                 for v, ds in results.items()}}))
+    proposals.write_text(
+        json.dumps(
+            {"results": {v: [{"score": d["score"], "segment": d["segment"]} for d in ds] for v, ds in results.items()}}
+        )
+    )
     return {"gt": tiny_data.annotation_path, "pred": pred, "proposals": proposals, "video": next(iter(results))}
 
 
@@ -84,10 +92,23 @@ def test_evaluate_dataset_protocol_and_proposals(files, tiny_data, tmp_path, cap
 
 
 def test_evaluate_epic(tmp_path, capsys):
-    gt = {"database": {"P01_01": {"subset": "validation", "duration": 60.0, "annotations": [
-        {"label": "take,cup", "segment": [1, 5]}, {"label": "wash,cup", "segment": [10, 20]}]}}}
-    pred = {"results": {"P01_01": [{"label": "take,cup", "score": 0.9, "segment": [1, 5]},
-                                   {"label": "wash,plate", "score": 0.8, "segment": [10, 20]}]}}
+    gt = {
+        "database": {
+            "P01_01": {
+                "subset": "validation",
+                "duration": 60.0,
+                "annotations": [{"label": "take,cup", "segment": [1, 5]}, {"label": "wash,cup", "segment": [10, 20]}],
+            }
+        }
+    }
+    pred = {
+        "results": {
+            "P01_01": [
+                {"label": "take,cup", "score": 0.9, "segment": [1, 5]},
+                {"label": "wash,plate", "score": 0.8, "segment": [10, 20]},
+            ]
+        }
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(pred))
     argv = ["--gt", tmp_path / "gt.json", "--subset", "validation", "--dataset", "epic"]
@@ -96,8 +117,16 @@ def test_evaluate_epic(tmp_path, capsys):
     assert list(report["verb"]["mAP"]) == ["0.10", "0.20", "0.30", "0.40", "0.50"]
     assert report["verb"]["average_mAP"] == 1.0 and report["noun"]["average_mAP"] == 0.5
     assert report["action"]["average_mAP"] == 0.5 and "action:" in out
-    msg = run_error(capsys, "evaluate", "--gt", tmp_path / "gt.json", "--subset", "validation",
-                    "--pred-verb", tmp_path / "pred.json")
+    msg = run_error(
+        capsys,
+        "evaluate",
+        "--gt",
+        tmp_path / "gt.json",
+        "--subset",
+        "validation",
+        "--pred-verb",
+        tmp_path / "pred.json",
+    )
     assert "add --dataset epic" in msg
 
 
@@ -118,15 +147,37 @@ def test_diagnose_writes_json_and_plots(files, tiny_data, tmp_path, capsys):
 
 # --------------------------------------------------------------------------------------------------- plots
 def test_plot_timeline_and_pr(files, tiny_data, tmp_path, capsys):
-    run_ok(capsys, "plot", "timeline", *common(files, tiny_data), "--video", files["video"], "--top", "8",
-           "--out", tmp_path / "t.png")
+    run_ok(
+        capsys,
+        "plot",
+        "timeline",
+        *common(files, tiny_data),
+        "--video",
+        files["video"],
+        "--top",
+        "8",
+        "--out",
+        tmp_path / "t.png",
+    )
     assert_png(tmp_path / "t.png", 800, 200)
-    out = run_ok(capsys, "plot", "pr", *common(files, tiny_data), "--tiou", "0.3", "0.7", "--classes", "action01",
-                 "--out", tmp_path / "pr")
+    out = run_ok(
+        capsys,
+        "plot",
+        "pr",
+        *common(files, tiny_data),
+        "--tiou",
+        "0.3",
+        "0.7",
+        "--classes",
+        "action01",
+        "--out",
+        tmp_path / "pr",
+    )
     assert [p.name for p in (tmp_path / "pr").iterdir()] == ["pr_001_action01.png"] and "1 precision" in out
     assert_png(tmp_path / "pr" / "pr_001_action01.png", 400, 300)
-    msg = run_error(capsys, "plot", "timeline", *common(files, tiny_data), "--video", "nope", "--out",
-                    tmp_path / "x.png")
+    msg = run_error(
+        capsys, "plot", "timeline", *common(files, tiny_data), "--video", "nope", "--out", tmp_path / "x.png"
+    )
     assert "video 'nope' is neither in subset" in msg and not (tmp_path / "x.png").exists()
     msg = run_error(capsys, "plot", "pr", *common(files, tiny_data), "--classes", "dance", "--out", tmp_path / "p")
     assert "['dance'] are not classes" in msg
@@ -137,8 +188,9 @@ def test_plot_scores_runs_the_model(trained_run, tiny_data, tmp_path, capsys):
     out = run_ok(capsys, "plot", "scores", trained_run, "--video", video, "--out", tmp_path / "s.png")
     assert_png(tmp_path / "s.png", 400, 400)
     assert "best score" in out and "tIoU" in out
-    msg = run_error(capsys, "plot", "scores", trained_run, "--video", "video_training_00001", "--out",
-                    tmp_path / "x.png")
+    msg = run_error(
+        capsys, "plot", "scores", trained_run, "--video", "video_training_00001", "--out", tmp_path / "x.png"
+    )
     assert f"video 'video_training_00001' is not in subset '{tiny_data.test_subset}'" in msg
 
 
@@ -153,8 +205,22 @@ def test_export_csv_and_detad(files, tiny_data, tmp_path, capsys):
     best = max(first, key=lambda d: d["score"])
     assert rows[1][1:] == [repr(best["segment"][0]), repr(best["segment"][1]), best["label"], repr(best["score"])]
 
-    run_ok(capsys, "export", "--pred", files["pred"], "--format", "detad", "--out", tmp_path / "d.json",
-           "--gt", files["gt"], "--subset", tiny_data.test_subset, "--gt-out", tmp_path / "g.json")
+    run_ok(
+        capsys,
+        "export",
+        "--pred",
+        files["pred"],
+        "--format",
+        "detad",
+        "--out",
+        tmp_path / "d.json",
+        "--gt",
+        files["gt"],
+        "--subset",
+        tiny_data.test_subset,
+        "--gt-out",
+        tmp_path / "g.json",
+    )
     detad = json.loads((tmp_path / "d.json").read_text())
     assert {"version", "results", "external_data"} <= set(detad)
     gt = json.loads((tmp_path / "g.json").read_text())
@@ -162,8 +228,18 @@ def test_export_csv_and_detad(files, tiny_data, tmp_path, capsys):
     ann = next(a for v in gt["database"].values() for a in v["annotations"])
     assert {"coverage", "length", "num-instances", "label", "segment"} <= set(ann)
     assert ann["length"] == pytest.approx(ann["segment"][1] - ann["segment"][0])
-    msg = run_error(capsys, "export", "--pred", files["pred"], "--format", "detad", "--out", tmp_path / "d.json",
-                    "--gt", files["gt"])
+    msg = run_error(
+        capsys,
+        "export",
+        "--pred",
+        files["pred"],
+        "--format",
+        "detad",
+        "--out",
+        tmp_path / "d.json",
+        "--gt",
+        files["gt"],
+    )
     assert "--gt, --subset and --gt-out together" in msg
 
 
@@ -221,11 +297,24 @@ def test_pack_rows_and_timeline_by_hand():
     segments = np.array([[0, 10], [5, 8], [10, 12], [2, 3], [0, 1]], dtype=float)
     lanes = np.array([0, 0, 0, 1, 0])
     assert pack_rows(segments, lanes).tolist() == [0, 1, 0, 0, 1]  # [0,10] row 0, [0,1] row 1, [5,8] under it
-    gt = {"database": {"v": {"subset": "test", "duration": 40.0, "annotations": [
-        {"label": "b", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}]}}}
-    pred = {"results": {"v": [{"label": "c", "score": 0.2, "segment": [1, 2]},
-                              {"label": "a", "score": 0.9, "segment": [20, 29]},
-                              {"label": "z", "score": 0.1, "segment": [5, 6]}]}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "duration": 40.0,
+                "annotations": [{"label": "b", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}],
+            }
+        }
+    }
+    pred = {
+        "results": {
+            "v": [
+                {"label": "c", "score": 0.2, "segment": [1, 2]},
+                {"label": "a", "score": 0.9, "segment": [20, 29]},
+                {"label": "z", "score": 0.1, "segment": [5, 6]},
+            ]
+        }
+    }
     t = timeline(gt, pred, "test", "v", top=2)
     assert t.classes == ["a", "b", "c"] and t.duration == 40.0
     assert t.det_score.tolist() == [0.9, 0.2] and t.det_lane.tolist() == [0, 2] and t.gt_lane.tolist() == [1, 0]

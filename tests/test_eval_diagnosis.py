@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from eval_reference import ERROR_TYPES, Reference, gt_rows, pred_rows
-from test_eval_metrics import arrays, random_case
 
 from cltdr.errors import DataError
-from cltdr.evaluation import match
 from cltdr.evaluation import diagnosis as D
+from cltdr.evaluation import match
+from eval_reference import ERROR_TYPES, Reference, gt_rows, pred_rows
+from test_eval_metrics import arrays, random_case
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -26,7 +26,8 @@ def test_diagnosis_agrees_with_reference(seed):
     nc = len(g.labels) / g.num_classes
     types = D.error_types(g, matching)
     assert [[ERROR_TYPES[x] for x in row] for row in types] == [
-        [ref.error_type(i, t) for i in range(len(ref.preds))] for t in range(len(thresholds))]
+        [ref.error_type(i, t) for i in range(len(ref.preds))] for t in range(len(thresholds))
+    ]
 
     fp = D.false_positive_analysis(types, matching, nc)
     profile = ref.fp_profile()
@@ -49,8 +50,16 @@ def test_diagnosis_agrees_with_reference(seed):
 
 
 def test_error_types_by_hand():
-    gt = {"database": {"v": {"subset": "test", "duration": 100.0, "annotations": [
-        {"label": "a", "segment": [0, 10]}, {"label": "b", "segment": [20, 30]}]}, "w": {"subset": "test"}}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "duration": 100.0,
+                "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "b", "segment": [20, 30]}],
+            },
+            "w": {"subset": "test"},
+        }
+    }
     dets = [
         ("a", 0.9, [0, 10]),  # true positive
         ("a", 0.8, [0, 9]),  # tIoU 0.9 with a taken 'a': double detection
@@ -59,17 +68,38 @@ def test_error_types_by_hand():
         ("b", 0.5, [8, 14]),  # tIoU 2/14 with an 'a', none with a 'b': confusion
         ("a", 0.4, [60, 70]),  # no overlap: background
     ]
-    pred = {"results": {"v": [{"label": lab, "score": s, "segment": seg} for lab, s, seg in dets],
-                        "w": [{"label": "a", "score": 0.95, "segment": [0, 10]}]}}  # a video without actions
+    pred = {
+        "results": {
+            "v": [{"label": lab, "score": s, "segment": seg} for lab, s, seg in dets],
+            "w": [{"label": "a", "score": 0.95, "segment": [0, 10]}],
+        }
+    }  # a video without actions
     g, p = arrays(gt, pred)
     types = D.error_types(g, match(g, p, [0.5]))
-    assert [ERROR_TYPES[t] for t in types[0]] == ["true_positive", "double_detection", "wrong_label", "localization",
-                                                  "confusion", "background", "background"]
+    assert [ERROR_TYPES[t] for t in types[0]] == [
+        "true_positive",
+        "double_detection",
+        "wrong_label",
+        "localization",
+        "confusion",
+        "background",
+        "background",
+    ]
 
 
 def test_equal_tiou_with_two_classes_takes_the_first_in_file_order():
-    gt = {"database": {"v": {"subset": "test", "annotations": [
-        {"label": "b", "segment": [0, 4]}, {"label": "a", "segment": [6, 10]}, {"label": "a", "segment": [50, 60]}]}}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "annotations": [
+                    {"label": "b", "segment": [0, 4]},
+                    {"label": "a", "segment": [6, 10]},
+                    {"label": "a", "segment": [50, 60]},
+                ],
+            }
+        }
+    }
     pred = {"results": {"v": [{"label": "a", "score": 0.5, "segment": [2, 8]}]}}  # tIoU 2/8 with both
     g, p = arrays(gt, pred)
     assert ERROR_TYPES[D.error_types(g, match(g, p, [0.5]))[0, 0]] == "confusion"
@@ -77,10 +107,22 @@ def test_equal_tiou_with_two_classes_takes_the_first_in_file_order():
 
 def test_profile_blocks_and_cumulative_by_hand():
     # one class, G = 2; ranking: TP, FP(background), TP, FP -> 1G: half TP; 2G: half; top-2G: half.
-    gt = {"database": {"v": {"subset": "test", "annotations": [
-        {"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}]}}}
-    pred = {"results": {"v": [{"label": "a", "score": s, "segment": seg} for s, seg in
-                              ((0.9, [0, 10]), (0.8, [50, 60]), (0.7, [20, 30]), (0.6, [70, 80]))]}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}],
+            }
+        }
+    }
+    pred = {
+        "results": {
+            "v": [
+                {"label": "a", "score": s, "segment": seg}
+                for s, seg in ((0.9, [0, 10]), (0.8, [50, 60]), (0.7, [20, 30]), (0.6, [70, 80]))
+            ]
+        }
+    }
     g, p = arrays(gt, pred)
     m = match(g, p, [0.5])
     fp = D.false_positive_analysis(D.error_types(g, m), m, normalized_count=2.0)
@@ -102,8 +144,19 @@ def test_bins_follow_pandas_cut_with_include_lowest():
 
 
 def test_characteristics_by_hand():
-    gt = {"database": {"v": {"subset": "test", "duration": 50.0, "annotations": [
-        {"label": "a", "segment": [0, 10]}, {"label": "b", "segment": [20, 25]}, {"label": "a", "segment": [30, 31]}]}}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "duration": 50.0,
+                "annotations": [
+                    {"label": "a", "segment": [0, 10]},
+                    {"label": "b", "segment": [20, 25]},
+                    {"label": "a", "segment": [30, 31]},
+                ],
+            }
+        }
+    }
     g, _ = arrays(gt, {"results": {}})
     values = D.characteristics(g)
     np.testing.assert_allclose(values["length"], [10, 5, 1])

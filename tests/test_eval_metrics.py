@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_reference import Reference, gt_rows, pred_rows, reference_average_recall
 
 from cltdr.config import TestConfig
 from cltdr.errors import DataError
 from cltdr.evaluation import GroundTruth, Predictions, evaluate_map, match
 from cltdr.evaluation.epic import evaluate_epic, split_label
-from cltdr.evaluation.protocols import PROTOCOLS, thresholds_for
 from cltdr.evaluation.proposals import average_recall
+from cltdr.evaluation.protocols import PROTOCOLS, thresholds_for
 from cltdr.inference.postprocess import PRESETS, PostprocessOptions, postprocess_video
+from eval_reference import Reference, gt_rows, pred_rows, reference_average_recall
 
 
 def random_case(rng: np.random.Generator, classes=("a", "b", "c")) -> tuple[dict, dict]:
@@ -33,8 +33,13 @@ def random_case(rng: np.random.Generator, classes=("a", "b", "c")) -> tuple[dict
         for _ in range(int(rng.integers(0, 15))):
             s = float(rng.integers(0, 20))
             score = float(rng.choice([0.1, 0.5, 0.9])) if rng.random() < 0.5 else float(rng.random())
-            dets.append({"label": str(rng.choice(list(classes) + ["zz"])), "score": score,
-                         "segment": [s, s + float(rng.integers(0, 7))]})
+            dets.append(
+                {
+                    "label": str(rng.choice(list(classes) + ["zz"])),
+                    "score": score,
+                    "segment": [s, s + float(rng.integers(0, 7))],
+                }
+            )
         results[video] = dets
     return {"database": database}, {"results": results}
 
@@ -56,8 +61,9 @@ def test_map_recall_and_matches_agree_with_reference(seed):
         np.testing.assert_allclose(row, ref.recall_at(k), rtol=0, atol=1e-12)
     g, p = arrays(gt, pred)
     matching = match(g, p, thresholds)
-    assert matching.matched.tolist() == [[ref.matched[i][t] for i in range(len(ref.preds))]
-                                         for t in range(len(thresholds))]
+    assert matching.matched.tolist() == [
+        [ref.matched[i][t] for i in range(len(ref.preds))] for t in range(len(thresholds))
+    ]
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -73,10 +79,22 @@ def test_average_recall_agrees_with_activitynet_loops(seed, max_avg):
 
 def test_recall_at_kg_by_hand():
     # class a: 2 instances, ranking TP, FP, FP, TP -> 1/2 within 1G (2 predictions), 2/2 within 2G.
-    gt = {"database": {"v": {"subset": "test", "annotations": [
-        {"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}]}}}
-    pred = {"results": {"v": [{"label": "a", "score": s, "segment": seg} for s, seg in
-                              ((0.9, [0, 10]), (0.8, [50, 60]), (0.7, [70, 80]), (0.6, [20, 30]))]}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [20, 30]}],
+            }
+        }
+    }
+    pred = {
+        "results": {
+            "v": [
+                {"label": "a", "score": s, "segment": seg}
+                for s, seg in ((0.9, [0, 10]), (0.8, [50, 60]), (0.7, [70, 80]), (0.6, [20, 30]))
+            ]
+        }
+    }
     result = evaluate_map(gt, pred, "test", [0.5], recall_budgets=(1, 2))
     np.testing.assert_allclose(result.recall, [[0.5], [1.0]])
     assert result.to_json()["recall_at_kG"] == {"1G": {"0.50": 0.5}, "2G": {"0.50": 1.0}}
@@ -86,8 +104,11 @@ def test_average_recall_by_hand():
     # Two videos, one action each; each video's proposals: a miss first, then a hit. AN=1 recalls nothing,
     # AN=2 everything; labels are ignored.
     gt = {"database": {v: {"subset": "test", "annotations": [{"label": "a", "segment": [0, 10]}]} for v in "xy"}}
-    pred = {"results": {v: [{"score": 0.9, "segment": [50, 60]}, {"label": "b", "score": 0.5, "segment": [0, 10]}]
-                        for v in "xy"}}
+    pred = {
+        "results": {
+            v: [{"score": 0.9, "segment": [50, 60]}, {"label": "b", "score": 0.5, "segment": [0, 10]}] for v in "xy"
+        }
+    }
     result = average_recall(*arrays(gt, pred), [0.5], max_average_number=2)
     np.testing.assert_allclose(result.average_number[[49, 99]], [1, 2])
     assert result.at(1) == 0.0 and result.at(2) == 1.0
@@ -118,12 +139,25 @@ def test_table_shows_the_reported_columns_and_averages_all():
 
 # ------------------------------------------------------------------------------------------------ EPIC
 def test_epic_action_needs_verb_and_noun():
-    gt = {"database": {"v": {"subset": "test", "annotations": [
-        {"label": "take,cup", "segment": [0, 10]}, {"label": "open, door", "segment": [20, 30]}]}}}
-    pred = {"results": {"v": [
-        {"label": "take,plate", "score": 0.9, "segment": [0, 10]},  # right verb, wrong noun
-        {"label": "open,door", "score": 0.8, "segment": [20, 30]},
-    ]}}
+    gt = {
+        "database": {
+            "v": {
+                "subset": "test",
+                "annotations": [
+                    {"label": "take,cup", "segment": [0, 10]},
+                    {"label": "open, door", "segment": [20, 30]},
+                ],
+            }
+        }
+    }
+    pred = {
+        "results": {
+            "v": [
+                {"label": "take,plate", "score": 0.9, "segment": [0, 10]},  # right verb, wrong noun
+                {"label": "open,door", "score": 0.8, "segment": [20, 30]},
+            ]
+        }
+    }
     out = evaluate_epic(gt, "test", [0.5], pred)
     assert out["verb"].class_names == ["open", "take"] and out["noun"].class_names == ["cup", "door"]
     np.testing.assert_allclose(out["verb"].ap, [[1.0, 1.0]])
@@ -148,8 +182,9 @@ def test_epic_labels_must_be_verb_comma_noun(label):
 def test_test_config_preset_and_explicit_keys():
     cfg = TestConfig()
     assert cfg.postprocess_overrides() == {} and set(cfg.model_dump()) == {"preset", "tiou_thresholds"}
-    cfg = TestConfig.model_validate({"preset": "deployment", "max_detections": 50, "voting_iou": None,
-                                     "nms_sigma": None})
+    cfg = TestConfig.model_validate(
+        {"preset": "deployment", "max_detections": 50, "voting_iou": None, "nms_sigma": None}
+    )
     # null means "off" for voting and the per-class limit, and "the preset's value" elsewhere
     assert cfg.postprocess_overrides() == {"max_detections": 50, "voting_iou": None}
     again = TestConfig.model_validate(cfg.model_dump(mode="json"))  # a saved run keeps what was set, only

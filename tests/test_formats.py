@@ -52,8 +52,10 @@ def write_pt_dict(folder, x):
 
 
 def write_pkl_slowfast(folder, x):  # TCANet's HACS layout: (1, C_s, T) tensors under two keys
-    data = {"slow_feature": torch.from_numpy(x[:, :3].T[None].copy()),
-            "fast_feature": torch.from_numpy(x[:, 3:].T[None].copy())}
+    data = {
+        "slow_feature": torch.from_numpy(x[:, :3].T[None].copy()),
+        "fast_feature": torch.from_numpy(x[:, 3:].T[None].copy()),
+    }
     with open(folder / "i3d_vid.pkl", "wb") as f:
         pickle.dump(data, f)
     return dict(ext=".pkl", keys=("slow_feature", "fast_feature"), layout="CT")
@@ -100,18 +102,29 @@ def test_two_stream_folders_are_concatenated_in_order(tmp_path):
     with pytest.raises(DataError, match=r"different lengths.*rgb/training/v\.npy: 12 steps.*flow/training/v\.npy: 11"):
         s.read("v", "training")
     np.save(tmp_path / "flow" / "training" / "v.npy", feats(2, channels=4))
-    with pytest.raises(DataError, match=r"'v'.*rgb/training/v\.npy \+ .*flow/training/v\.npy \(2 \+ 4 channels\): "
-                                        r"expected \(T, 5\), got \(T, 6\)"):
+    with pytest.raises(
+        DataError,
+        match=r"'v'.*rgb/training/v\.npy \+ .*flow/training/v\.npy \(2 \+ 4 channels\): "
+        r"expected \(T, 5\), got \(T, 6\)",
+    ):
         s.read("v", "training")
 
 
 @pytest.mark.parametrize(
     "write, options, kind, fragments",
     [
-        (lambda p: np.savez(p / "v.npz", a=feats(), b=feats()), dict(ext=".npz"), "wrong shape",
-         ["v.npz", "holds several arrays ['a', 'b']", "dataset.feat_keys"]),
-        (lambda p: np.savez(p / "v.npz", a=feats()), dict(ext=".npz", keys=("feats",)), "wrong shape",
-         ["has no key 'feats' (dataset.feat_keys)", "['a']"]),
+        (
+            lambda p: np.savez(p / "v.npz", a=feats(), b=feats()),
+            dict(ext=".npz"),
+            "wrong shape",
+            ["v.npz", "holds several arrays ['a', 'b']", "dataset.feat_keys"],
+        ),
+        (
+            lambda p: np.savez(p / "v.npz", a=feats()),
+            dict(ext=".npz", keys=("feats",)),
+            "wrong shape",
+            ["has no key 'feats' (dataset.feat_keys)", "['a']"],
+        ),
         (lambda p: np.save(p / "v.npy", feats()), dict(keys=("feats",)), "wrong shape", ["unset dataset.feat_keys"]),
         (lambda p: np.save(p / "v.npy", feats().T), {}, "wrong channels", ["got (T, 12)", "set dataset.feat_layout"]),
         (lambda p: np.save(p / "v.npy", feats()[None, None]), {}, "wrong channels", []),  # (1, 1, T, C) squeezes
@@ -138,8 +151,11 @@ def test_hdf5_missing_entry_and_file(tmp_path):
     h5py = pytest.importorskip("h5py")
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f.create_dataset("a", data=feats())
-    with pytest.raises(FeatureError, match=r"f\.h5 has no entry 'v_b' \(it holds 1 entries, e.g. \['a'\]; check "
-                                           r"feat_prefix\)"):
+    with pytest.raises(
+        FeatureError,
+        match=r"f\.h5 has no entry 'v_b' \(it holds 1 entries, e.g. \['a'\]; check "
+        r"feat_prefix\)",
+    ):
         store([tmp_path / "f.h5"], prefix="v_").read("b")
     with pytest.raises(FeatureError, match=r"HDF5 feature file .*nope\.h5 not found"):
         store([tmp_path / "nope.h5"]).read("a")
@@ -188,8 +204,9 @@ def test_dataset_uses_each_resized_videos_own_grid(tmp_path):
     np.save(tmp_path / "a.npy", feats(1, steps=4))
     np.save(tmp_path / "b.npy", feats(2, steps=8))
     recs = [VideoRecord(v, "validation", 5.0, 15.0, np.array([[1.0, 3.0]]), np.array([0])) for v in "ab"]
-    ds = TALDataset(recs, store=store([tmp_path], feat_stride=16, num_frames=16, resize_to=6), training=False,
-                    max_seq_len=6)
+    ds = TALDataset(
+        recs, store=store([tmp_path], feat_stride=16, num_frames=16, resize_to=6), training=False, max_seq_len=6
+    )
     a, b = ds[0], ds[1]
     assert a.feats.shape == b.feats.shape == (C, 6)
     torch.testing.assert_close(a.segments, torch.tensor([[0.90625, 3.71875]]))
@@ -228,12 +245,22 @@ def test_feat_dir_may_be_a_list_and_defaults_keep_the_old_behaviour():
     assert [str(p) for p in cfg.dataset.feat_sources] == ["rgb", "flow"]
     d = config_from_dict(dataset_config()).dataset
     assert (d.downsample_rate, d.resize_to, d.feat_keys, d.feat_layout, d.class_agnostic, d.fusion) == (
-        1, None, None, "TC", False, None)
+        1,
+        None,
+        None,
+        "TC",
+        False,
+        None,
+    )
 
 
 def test_feat_fps_and_class_agnostic_in_load_split(tiny_data):
-    base = {"annotation_file": str(tiny_data.annotation_path), "feat_dir": str(tiny_data.feat_dir),
-            "train_subset": tiny_data.train_subset, "input_dim": tiny_data.input_dim}
+    base = {
+        "annotation_file": str(tiny_data.annotation_path),
+        "feat_dir": str(tiny_data.feat_dir),
+        "train_subset": tiny_data.train_subset,
+        "input_dim": tiny_data.input_dim,
+    }
     plain = load_split(config_from_dict({"dataset": base}), tiny_data.train_subset)
     cfg = config_from_dict({"dataset": {**base, "feat_fps": 12.5, "class_agnostic": True}})
     split = load_split(cfg, tiny_data.train_subset)

@@ -126,8 +126,12 @@ def assert_agrees_with_reference(ground_truth, predictions, subset, thresholds):
 def make_gt(videos: dict[str, list[tuple[float, float, str]]], subset: str = "test") -> dict:
     return {
         "database": {
-            v: {"subset": subset, "duration": 100.0, "fps": 30.0,
-                "annotations": [{"label": lab, "segment": [s, e]} for s, e, lab in anns]}
+            v: {
+                "subset": subset,
+                "duration": 100.0,
+                "fps": 30.0,
+                "annotations": [{"label": lab, "segment": [s, e]} for s, e, lab in anns],
+            }
             for v, anns in videos.items()
         }
     }
@@ -136,8 +140,7 @@ def make_gt(videos: dict[str, list[tuple[float, float, str]]], subset: str = "te
 def make_pred(videos: dict[str, list[tuple[float, float, str, float]]]) -> dict:
     return {
         "results": {
-            v: [{"label": lab, "score": sc, "segment": [s, e]} for s, e, lab, sc in dets]
-            for v, dets in videos.items()
+            v: [{"label": lab, "score": sc, "segment": [s, e]} for s, e, lab, sc in dets] for v, dets in videos.items()
         }
     }
 
@@ -246,15 +249,18 @@ def test_class_without_predictions_and_unknown_labels():
 
 def test_ground_truth_cleaning():
     database = {
-        "v1": {"subset": "Test", "annotations": [
-            {"label": "a", "segment": [0.0, 5.0]},
-            {"label": "a", "segment": [0.0005, 4.9995]},  # duplicate of the first
-            {"label": "a", "segment": [0.001, 5.0]},  # duplicate: "within 1e-3" includes 1e-3
-            {"label": "b", "segment": [0.0, 5.0]},  # same boundaries, other label: kept
-            {"label": "a", "segment": [0.0, 5.002]},  # end 2e-3 away: kept
-            {"label": "a", "segment": [7.0, 7.0005]},  # shorter than 1e-3: dropped
-            {"label": "b", "segment": [0.0, 0.001]},  # exactly 1e-3 long: kept
-        ]},
+        "v1": {
+            "subset": "Test",
+            "annotations": [
+                {"label": "a", "segment": [0.0, 5.0]},
+                {"label": "a", "segment": [0.0005, 4.9995]},  # duplicate of the first
+                {"label": "a", "segment": [0.001, 5.0]},  # duplicate: "within 1e-3" includes 1e-3
+                {"label": "b", "segment": [0.0, 5.0]},  # same boundaries, other label: kept
+                {"label": "a", "segment": [0.0, 5.002]},  # end 2e-3 away: kept
+                {"label": "a", "segment": [7.0, 7.0005]},  # shorter than 1e-3: dropped
+                {"label": "b", "segment": [0.0, 0.001]},  # exactly 1e-3 long: kept
+            ],
+        },
         "v2": {"subset": "Validation", "annotations": [{"label": "c", "segment": [0, 1]}]},
         "v3": {"subset": "test", "annotations": []},
     }
@@ -358,8 +364,12 @@ def test_load_json_invalid_json(tmp_path):
     ],
 )
 def test_malformed_prediction_names_video_and_entry(entry, message):
-    predictions = {"results": {"v1": [{"label": "a", "score": 0.9, "segment": [0, 1]}], "video_7": [
-        {"label": "a", "score": 0.9, "segment": [0, 1]}, entry]}}
+    predictions = {
+        "results": {
+            "v1": [{"label": "a", "score": 0.9, "segment": [0, 1]}],
+            "video_7": [{"label": "a", "score": 0.9, "segment": [0, 1]}, entry],
+        }
+    }
     with pytest.raises(DataError, match=f"preds.json: video 'video_7', entry 1: {message}"):
         validate_predictions(predictions, "preds.json")
     with pytest.raises(DataError, match=f"video 'video_7', entry 1: {message}"):

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from cltdr.config import config_from_dict
 from cltdr.model import build_detector, count_parameters
 from cltdr.model.cltdr import CLTDRDecoder, CrossLevelFusion, downsample, upsample
-from cltdr.model.outputs import refine_distances, refined_log_prob
 from cltdr.model.gmg import GlobalFilter, GMGBlock, GMGEncoder, masked_group_norm
 from cltdr.model.layers import masked_max_pool
+from cltdr.model.outputs import refine_distances, refined_log_prob
 from cltdr.model.trident import trident_distances
 
 torch.manual_seed(0)
@@ -26,11 +26,20 @@ def _mask(lengths, T):
 
 
 def small_cfg(**model):
-    return config_from_dict({
-        "dataset": {"annotation_file": "a.json", "feat_dir": "f", "input_dim": 12, "max_seq_len": 64},
-        "model": {"embed_dim": 16, "num_levels": 4, "ffn_dim": 24, "head_dim": 16, "num_bins": 4,
-                  "drop_path": 0.0, **model},
-    })
+    return config_from_dict(
+        {
+            "dataset": {"annotation_file": "a.json", "feat_dir": "f", "input_dim": 12, "max_seq_len": 64},
+            "model": {
+                "embed_dim": 16,
+                "num_levels": 4,
+                "ffn_dim": 24,
+                "head_dim": 16,
+                "num_bins": 4,
+                "drop_path": 0.0,
+                **model,
+            },
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------ GMG (eqs. 1-4)
@@ -50,7 +59,7 @@ def test_global_filter_matches_explicit_dft():
     # Inverse of a real signal's half spectrum: mirror the conjugate for the missing bins.
     full = np.zeros((D, T), complex)
     full[:, : T // 2 + 1] = Y
-    full[:, T // 2 + 1:] = np.conj(Y[:, 1: (T + 1) // 2][:, ::-1])
+    full[:, T // 2 + 1 :] = np.conj(Y[:, 1 : (T + 1) // 2][:, ::-1])
     # irfft ignores the imaginary part of the DC (and Nyquist) bins; so does this reference.
     full[:, 0] = full[:, 0].real
     if T % 2 == 0:
@@ -89,7 +98,7 @@ def test_masked_max_pool_never_takes_padding():
     x = -torch.rand(1, 2, 8) - 1.0  # all valid values negative: a padded zero would win an unmasked max
     mask = _mask([5], 8)
     out, m = masked_max_pool(x * mask[:, None], mask)
-    ref = torch.stack([x[0, :, max(0, 2 * t - 1): min(5, 2 * t + 2)].max(-1).values for t in range(3)], -1)
+    ref = torch.stack([x[0, :, max(0, 2 * t - 1) : min(5, 2 * t + 2)].max(-1).values for t in range(3)], -1)
     torch.testing.assert_close(out[0, :, :3], ref)
     assert m.tolist() == [[True, True, True, False]]
     assert out[0, :, 3].abs().max() == 0
@@ -139,8 +148,12 @@ def test_clff_is_eq9():
     dec = CLTDRDecoder(6, 3, head_dim=8, num_bins=2)
     p, finer, coarser = torch.randn(1, 6, 8), torch.randn(1, 6, 16), torch.randn(1, 6, 4)
     mask = torch.ones(1, 8, dtype=torch.bool)
-    down = F.conv1d(finer, dec.clff.below.resample.weight, dec.clff.below.resample.bias, stride=2, padding=1, groups=6)  # depth-wise
-    up = F.conv_transpose1d(coarser, dec.clff.above.resample.weight, dec.clff.above.resample.bias, stride=2, padding=1, output_padding=1)
+    down = F.conv1d(
+        finer, dec.clff.below.resample.weight, dec.clff.below.resample.bias, stride=2, padding=1, groups=6
+    )  # depth-wise
+    up = F.conv_transpose1d(
+        coarser, dec.clff.above.resample.weight, dec.clff.above.resample.bias, stride=2, padding=1, output_padding=1
+    )
     torch.testing.assert_close(dec.clff(p, mask, finer, coarser), down + p + up)
     torch.testing.assert_close(dec.clff(p, mask, None, coarser), p + up)
     torch.testing.assert_close(dec.clff(p, mask, finer, None), down + p)
@@ -278,8 +291,14 @@ def test_thumos14_config_builds_the_paper_size():
     assert abs(count_parameters(model.encoder) - 9.5e6) <= 0.3e6, count_parameters(model.encoder)
     dec = model.decoder
     # the depth-wise convs of the paper's implementation details, and the shared RefineHead tower
-    for conv in (dec.dcm.above.conv, dec.drm.below.conv, dec.drm.below.resample, dec.clff.below.resample,
-                 dec.dcm.above.resample, dec.clff.above.resample):
+    for conv in (
+        dec.dcm.above.conv,
+        dec.drm.below.conv,
+        dec.drm.below.resample,
+        dec.clff.below.resample,
+        dec.dcm.above.resample,
+        dec.clff.above.resample,
+    ):
         assert conv.groups == conv.in_channels == 512
     assert dec.refine_head is not None and dec.refine_cls is None and dec.refine_reg is None
     assert dec.refine_head.out.out_channels == 20 + 2
@@ -297,8 +316,10 @@ def test_shared_refine_tower_splits_into_the_two_refinements():
     x, mask = torch.randn(1, 12, 32), _mask([32], 32)
     out = model(x, mask)
     feats, masks = model.encoder(x, mask)
-    f_c = [model.decoder.clff(feats[l], masks[l], feats[l - 1] if l else None, feats[l + 1] if l < 3 else None)
-           for l in range(4)]
+    f_c = [
+        model.decoder.clff(feats[l], masks[l], feats[l - 1] if l else None, feats[l + 1] if l < 3 else None)
+        for l in range(4)
+    ]
     direct = torch.cat([head(f, m) for f, m in zip(f_c, masks)], -1).transpose(1, 2)  # (1, P, K + 2)
     torch.testing.assert_close(out.refine_logits, direct[..., :3], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.refine_offsets, direct[..., 3:], atol=1e-5, rtol=1e-4)
@@ -313,13 +334,15 @@ def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
         seen = {}
         for name in ("start_head", "end_head", "center_head"):
             getattr(model.decoder, name).register_forward_pre_hook(
-                lambda mod, args, name=name: seen.update({name: args[0].requires_grad}))
+                lambda mod, args, name=name: seen.update({name: args[0].requires_grad})
+            )
         model(x, mask)
         assert seen == {"start_head": not detach, "end_head": not detach, "center_head": True}
 
 
-@pytest.mark.parametrize("key,value", [("depthwise", False), ("depthwise_up", False), ("shared_refine", False),
-                                       ("detach_boundary", True)])
+@pytest.mark.parametrize(
+    "key,value", [("depthwise", False), ("depthwise_up", False), ("shared_refine", False), ("detach_boundary", True)]
+)
 def test_layout_options_keep_outputs_padding_invariant(key, value):
     """Each layout switch away from its default (the defaults are covered above)."""
     torch.manual_seed(0)

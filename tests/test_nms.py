@@ -26,7 +26,7 @@ def ref_soft_nms(segs, scores, labels, *, sigma, min_score, max_detections, voti
             best = max(remaining, key=lambda i: (remaining[i], -i))  # highest score, ties: first in the input
             kept.append((best, remaining.pop(best)))
             for j in list(remaining):
-                remaining[j] *= math.exp(-ref_iou(segs[best], segs[j]) ** 2 / sigma)
+                remaining[j] *= math.exp(-(ref_iou(segs[best], segs[j]) ** 2) / sigma)
                 if remaining[j] < min_score:
                     del remaining[j]
     kept.sort(key=lambda pair: (-pair[1], pair[0]))

@@ -16,8 +16,10 @@ def level(probs, segments):
 
 
 def as_set(det):
-    return {(label, round(score, 6), tuple(seg)) for seg, score, label in zip(
-        det.segments.tolist(), det.scores.tolist(), det.labels.tolist())}
+    return {
+        (label, round(score, 6), tuple(seg))
+        for seg, score, label in zip(det.segments.tolist(), det.scores.tolist(), det.labels.tolist())
+    }
 
 
 def test_threshold_is_strict_and_multi_label():

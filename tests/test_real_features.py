@@ -27,11 +27,25 @@ MIN_MAP = 0.20
 @pytest.mark.skipif(not (GTEA / "annotations.json").is_file(), reason=f"GTEA development set not found at {GTEA}")
 def test_training_on_gtea_reaches_a_minimum_map(tmp_path, capsys):
     config = tmp_path / "gtea.yaml"
-    config.write_text(yaml.safe_dump({
-        "dataset": {"annotation_file": str(GTEA / "annotations.json"), "feat_dir": str(GTEA / "features"),
-                    "train_subset": "train", "test_subset": "test", "input_dim": 128, "feat_stride": 1,
-                    "num_frames": 1, "default_fps": 1.0, "max_seq_len": 1024},
-        "model": MODEL, "train": TRAIN}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {
+                    "annotation_file": str(GTEA / "annotations.json"),
+                    "feat_dir": str(GTEA / "features"),
+                    "train_subset": "train",
+                    "test_subset": "test",
+                    "input_dim": 128,
+                    "feat_stride": 1,
+                    "num_frames": 1,
+                    "default_fps": 1.0,
+                    "max_seq_len": 1024,
+                },
+                "model": MODEL,
+                "train": TRAIN,
+            }
+        )
+    )
     run = tmp_path / "run"
     assert cli.main(["train", str(config), "--out", str(run), "--quiet"]) == 0
     scores = {}

@@ -117,8 +117,9 @@ def test_every_iou_in_cltdr_is_the_one_core():
     torch.testing.assert_close(aligned_segment_iou(a, b), expected)
     # The same segments as distances from a point t inside the frame: [t - s, e - t].
     t = 10.0
-    torch.testing.assert_close(distance_iou(torch.stack([t - a[:, 0], a[:, 1] - t], -1),
-                                            torch.stack([t - b[:, 0], b[:, 1] - t], -1)), expected)
+    torch.testing.assert_close(
+        distance_iou(torch.stack([t - a[:, 0], a[:, 1] - t], -1), torch.stack([t - b[:, 0], b[:, 1] - t], -1)), expected
+    )
 
 
 def test_segment_coder_round_trip_and_formula():

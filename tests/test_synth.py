@@ -260,7 +260,10 @@ def _phase_cores(info, subset: str, label: int, phase: int, margin: int) -> list
 def _permutation_p(a: np.ndarray, b: np.ndarray, rounds: int = 400) -> float:
     """p-value of the squared distance between the means of (Na, C) and (Nb, C) under label permutation."""
     x = np.concatenate([a, b])
-    stat = lambda idx: float(((x[idx[: len(a)]].mean(0) - x[idx[len(a) :]].mean(0)) ** 2).sum())
+
+    def stat(idx):
+        return float(((x[idx[: len(a)]].mean(0) - x[idx[len(a) :]].mean(0)) ** 2).sum())
+
     observed = stat(np.arange(len(x)))
     rng = np.random.default_rng(0)
     null = [stat(rng.permutation(len(x))) for _ in range(rounds)]
@@ -286,8 +289,7 @@ def test_paired_classes_share_their_opening_phase_only(demo):
             test = [_phase_cores(demo, "testing", k, phase, margin) for k in (a, b)]
             centroids = np.stack([np.concatenate(t).mean(0) for t in train])  # (2, C)
             hits = [
-                ((np.concatenate(t)[:, None] - centroids[None]) ** 2).sum(-1).argmin(1) == i
-                for i, t in enumerate(test)
+                ((np.concatenate(t)[:, None] - centroids[None]) ** 2).sum(-1).argmin(1) == i for i, t in enumerate(test)
             ]
             accs.append(float(np.concatenate(hits).mean()))
             means = [np.stack([m.mean(0) for m in tr + te]) for tr, te in zip(train, test)]  # (N, C) each

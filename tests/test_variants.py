@@ -54,10 +54,12 @@ def _mask(lengths, T):
 
 def small_cfg(**model) -> Config:
     base = {"embed_dim": 16, "num_levels": 4, "ffn_dim": 24, "head_dim": 16, "num_bins": 4, "drop_path": 0.0}
-    return config_from_dict({
-        "dataset": {"annotation_file": "a.json", "feat_dir": "f", "input_dim": 12, "max_seq_len": 256},
-        "model": {**base, **model},
-    })
+    return config_from_dict(
+        {
+            "dataset": {"annotation_file": "a.json", "feat_dir": "f", "input_dim": 12, "max_seq_len": 256},
+            "model": {**base, **model},
+        }
+    )
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -110,22 +112,33 @@ def test_one_level_pyramid_regresses_every_length():
 # ------------------------------------------------------------------------------------------------ GMG switches
 def _branches(block: GMGBlock, x: torch.Tensor):
     h = block.norm(x)
-    f_instant = F.conv1d(h, block.mixer.instant.weight, block.mixer.instant.bias) if block.mixer.instant is not None else None
-    f_local = (F.conv1d(h, block.mixer.local.weight, block.mixer.local.bias, padding=1, groups=x.shape[1])
-               if block.mixer.local is not None else None)
-    f_global = (block.mixer.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
-                if block.mixer.global_filter is not None else None)
+    f_instant = (
+        F.conv1d(h, block.mixer.instant.weight, block.mixer.instant.bias) if block.mixer.instant is not None else None
+    )
+    f_local = (
+        F.conv1d(h, block.mixer.local.weight, block.mixer.local.bias, padding=1, groups=x.shape[1])
+        if block.mixer.local is not None
+        else None
+    )
+    f_global = (
+        block.mixer.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
+        if block.mixer.global_filter is not None
+        else None
+    )
     return f_instant, f_local, f_global
 
 
-@pytest.mark.parametrize("switches, formula", [
-    ({"gate": False}, lambda i, l, g: i + l + g),
-    ({"global": "none"}, lambda i, l, g: F.relu(l) * i + l),
-    ({"local": False}, lambda i, l, g: i + g),
-    ({"instant": False}, lambda i, l, g: F.relu(g) * l + g),
-    ({"instant": False, "global": "none"}, lambda i, l, g: l),
-    ({"local": False, "global": "none", "gate": False}, lambda i, l, g: i),
-])
+@pytest.mark.parametrize(
+    "switches, formula",
+    [
+        ({"gate": False}, lambda i, l, g: i + l + g),
+        ({"global": "none"}, lambda i, l, g: F.relu(l) * i + l),
+        ({"local": False}, lambda i, l, g: i + g),
+        ({"instant": False}, lambda i, l, g: F.relu(g) * l + g),
+        ({"instant": False, "global": "none"}, lambda i, l, g: l),
+        ({"local": False, "global": "none", "gate": False}, lambda i, l, g: i),
+    ],
+)
 def test_gmg_switches_follow_the_documented_eq4(switches, formula):
     torch.manual_seed(0)
     block = GMGBlock(8, 16, drop_path=0.0, options=GMGOptions(**switches)).eval()
@@ -244,28 +257,39 @@ def test_cltdr_level_choices_build_the_matching_modules():
 def test_default_config_is_cltdr_gmg_and_round_trips():
     cfg = small_cfg()
     m = cfg.model
-    assert (m.encoder, m.decoder, m.gmg.global_, m.gmg.gate, m.cltdr.cls_levels, m.cltdr.reg_levels,
-            m.cltdr.refine, m.cltdr.fusion) == ("gmg", "cltdr", "fft", True, ["above"], ["below"], "both", "attention")
+    assert (
+        m.encoder,
+        m.decoder,
+        m.gmg.global_,
+        m.gmg.gate,
+        m.cltdr.cls_levels,
+        m.cltdr.reg_levels,
+        m.cltdr.refine,
+        m.cltdr.fusion,
+    ) == ("gmg", "cltdr", "fft", True, ["above"], ["below"], "both", "attention")
     dumped = cfg.model_dump(mode="json")
     assert dumped["model"]["gmg"]["global"] == "fft"  # the YAML key, not the Python name
     assert Config.model_validate(dumped) == cfg
     assert Config.model_validate(cfg.model_dump()) == cfg  # what resolve_paths does
 
 
-@pytest.mark.parametrize("model, key", [
-    ({"gmg": {"globl": "fft"}}, "unknown key 'model.gmg.globl'"),
-    ({"gmg": {"global_": "fft"}}, "unknown key 'model.gmg.global_'"),
-    ({"gmg": {"global": "conv"}}, "model.gmg.global"),
-    ({"gmg": {"instant": False, "local": False, "global": "none"}}, "model.gmg: at least one"),
-    ({"encoder": "sgp", "gmg": {"gate": False}}, "model.gmg is set but model.encoder is 'sgp'"),
-    ({"decoder": "actionformer", "cltdr": {"refine": "none"}}, "model.cltdr is set but model.decoder"),
-    ({"encoder": "transformer", "transformer": {"window_size": 4}}, "window_size': Value error, must be odd"),
-    ({"encoder": "transformer", "transformer": {"num_heads": 3}}, "model.transformer.num_heads=3 does not divide"),
-    ({"gmg": {"global": "attention", "num_heads": 5}}, "model.gmg.num_heads=5 does not divide"),
-    ({"cltdr": {"cls_levels": ["above", "above"]}}, "model.cltdr.cls_levels lists a level twice"),
-    ({"cltdr": {"reg_levels": ["left"]}}, "model.cltdr.reg_levels.0"),
-    ({"encoder": "mamba"}, "model.encoder"),
-])
+@pytest.mark.parametrize(
+    "model, key",
+    [
+        ({"gmg": {"globl": "fft"}}, "unknown key 'model.gmg.globl'"),
+        ({"gmg": {"global_": "fft"}}, "unknown key 'model.gmg.global_'"),
+        ({"gmg": {"global": "conv"}}, "model.gmg.global"),
+        ({"gmg": {"instant": False, "local": False, "global": "none"}}, "model.gmg: at least one"),
+        ({"encoder": "sgp", "gmg": {"gate": False}}, "model.gmg is set but model.encoder is 'sgp'"),
+        ({"decoder": "actionformer", "cltdr": {"refine": "none"}}, "model.cltdr is set but model.decoder"),
+        ({"encoder": "transformer", "transformer": {"window_size": 4}}, "window_size': Value error, must be odd"),
+        ({"encoder": "transformer", "transformer": {"num_heads": 3}}, "model.transformer.num_heads=3 does not divide"),
+        ({"gmg": {"global": "attention", "num_heads": 5}}, "model.gmg.num_heads=5 does not divide"),
+        ({"cltdr": {"cls_levels": ["above", "above"]}}, "model.cltdr.cls_levels lists a level twice"),
+        ({"cltdr": {"reg_levels": ["left"]}}, "model.cltdr.reg_levels.0"),
+        ({"encoder": "mamba"}, "model.encoder"),
+    ],
+)
 def test_invalid_variant_configs_name_the_key(model, key):
     with pytest.raises(ConfigError) as err:
         small_cfg(**model)

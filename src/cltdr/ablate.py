@@ -34,10 +34,10 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import Config, load_config
-from .errors import CltdrError, ConfigError
-from .runs import RunDir
-from .utils.io import atomic_write_json, atomic_write_text, read_json
+from cltdr.config import Config, load_config
+from cltdr.errors import CltdrError, ConfigError
+from cltdr.runs import RunDir
+from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
 RUNTIME_KEYS = ("train.device", "train.num_workers", "train.log_every")
@@ -165,8 +165,10 @@ def finished_result(run_dir: Path, cfg: Config) -> dict | None:
     old, new = result.get("config", {}), config_record(cfg)
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
-        raise CltdrError(f"{run_dir} holds a result obtained with another config ({'; '.join(diffs[:5])}); "
-                         f"delete {run_dir} to run this variant again")
+        raise CltdrError(
+            f"{run_dir} holds a result obtained with another config ({'; '.join(diffs[:5])}); "
+            f"delete {run_dir} to run this variant again"
+        )
     return result
 
 
@@ -175,8 +177,10 @@ def seed_runs(cfg: Config, run_dir: Path, seeds: int) -> list[tuple[Config, Path
     several train ``train.seed + i`` in ``run_dir/seed-<seed>``."""
     if seeds == 1:
         return [(cfg, run_dir)]
-    configs = [cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + i})})
-               for i in range(seeds)]
+    configs = [
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + i})})
+        for i in range(seeds)
+    ]
     return [(c, RunDir(run_dir).seed(c.train.seed).root) for c in configs]
 
 
@@ -185,14 +189,21 @@ def train_and_test(cfg: Config, run_dir: Path, *, progress: bool, echo: Callable
     predictions and metrics beside it (``inference.runner.test_run``). Returns (the headline metrics: fused
     with external class scores when ``dataset.fusion`` is set, the trained model, its device, whether the
     metrics are fused, training seconds)."""
-    from .inference.runner import test_run
-    from .training.trainer import Trainer
+    from cltdr.inference.runner import test_run
+    from cltdr.training.trainer import Trainer
 
     resume = RunDir(run_dir).trained
     start = time.perf_counter()
     trainer = Trainer(cfg, run_dir, resume=resume, progress=progress)
-    echo(label + (f"resuming at epoch {trainer.epoch}/{trainer.total_epochs}" if resume
-                  else f"training {trainer.total_epochs} epochs") + f" in {run_dir}")
+    echo(
+        label
+        + (
+            f"resuming at epoch {trainer.epoch}/{trainer.total_epochs}"
+            if resume
+            else f"training {trainer.total_epochs} epochs"
+        )
+        + f" in {run_dir}"
+    )
     trainer.fit()
     del trainer
     train_s = time.perf_counter() - start
@@ -201,23 +212,35 @@ def train_and_test(cfg: Config, run_dir: Path, *, progress: bool, echo: Callable
     return tested.split.headline.metrics, tested.model, tested.device, fused, train_s
 
 
-def run_variant(name: str, cfg: Config, run_dir: Path, spec: AblationSpec, *, progress: bool,
-                echo: Callable[[str], None]) -> dict:
+def run_variant(
+    name: str, cfg: Config, run_dir: Path, spec: AblationSpec, *, progress: bool, echo: Callable[[str], None]
+) -> dict:
     """Train (or resume) one variant with one seed, test it, time it; write and return its result."""
-    from .model import count_parameters
+    from cltdr.model import count_parameters
 
     start = time.perf_counter()
-    metrics, model, device, fused, train_s = train_and_test(cfg, run_dir, progress=progress, echo=echo,
-                                                            label=f"[ablate] {name}: ")
-    latency = measure_latency(model, input_dim=cfg.dataset.input_dim, length=spec.latency.length,
-                              videos=spec.latency.videos, device=device)
+    metrics, model, device, fused, train_s = train_and_test(
+        cfg, run_dir, progress=progress, echo=echo, label=f"[ablate] {name}: "
+    )
+    latency = measure_latency(
+        model, input_dim=cfg.dataset.input_dim, length=spec.latency.length, videos=spec.latency.videos, device=device
+    )
     summary = metrics.to_json()
     result = {
-        "variant": name, "overrides": spec.variants[name], "seed": cfg.train.seed, "subset": cfg.dataset.test_subset,
-        "mAP": summary["mAP"], "average_mAP": summary["average_mAP"], "fused": fused,
-        "parameters": count_parameters(model), "latency_ms": latency, "device": device_name(device),
-        "latency_input": [spec.latency.length, cfg.dataset.input_dim], "seconds": time.perf_counter() - start,
-        "train_seconds": train_s, "config": config_record(cfg),
+        "variant": name,
+        "overrides": spec.variants[name],
+        "seed": cfg.train.seed,
+        "subset": cfg.dataset.test_subset,
+        "mAP": summary["mAP"],
+        "average_mAP": summary["average_mAP"],
+        "fused": fused,
+        "parameters": count_parameters(model),
+        "latency_ms": latency,
+        "device": device_name(device),
+        "latency_input": [spec.latency.length, cfg.dataset.input_dim],
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_s,
+        "config": config_record(cfg),
     }
     atomic_write_json(RunDir(run_dir).result, result)
     return result
@@ -233,9 +256,14 @@ def summarize_seeds(results: Sequence[dict]) -> dict:
     keys = sorted({k for r in results for k in r["mAP"]}, key=float)
     mean, std = mean_std([r["average_mAP"] for r in results])
     per = {k: mean_std([r["mAP"][k] for r in results if k in r["mAP"]]) for k in keys}
-    return {"seeds": [r.get("seed") for r in results], "average_mAP": mean, "average_mAP_std": std,
-            "mAP": {k: m for k, (m, _) in per.items()}, "mAP_std": {k: s for k, (_, s) in per.items()},
-            "per_seed": [r["average_mAP"] for r in results]}
+    return {
+        "seeds": [r.get("seed") for r in results],
+        "average_mAP": mean,
+        "average_mAP_std": std,
+        "mAP": {k: m for k, (m, _) in per.items()},
+        "mAP_std": {k: s for k, (_, s) in per.items()},
+        "per_seed": [r["average_mAP"] for r in results],
+    }
 
 
 def format_mean_std(mean: float, std: Optional[float]) -> str:
@@ -247,8 +275,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def format_table(spec: AblationSpec, spec_path: Path, results: dict[str, list[dict]], failures: dict[str, str],
-                 seeds: int = 1) -> str:
+def format_table(
+    spec: AblationSpec, spec_path: Path, results: dict[str, list[dict]], failures: dict[str, str], seeds: int = 1
+) -> str:
     """The Markdown table: one row per variant in spec order (finished, failed or pending).
 
     ``results``: variant -> its finished seeds' results; a variant counts as finished with all ``seeds``.
@@ -257,13 +286,21 @@ def format_table(spec: AblationSpec, spec_path: Path, results: dict[str, list[di
     summaries = {name: summarize_seeds(rs) for name, rs in done.items()}
     keys = sorted({k for s in summaries.values() for k in s["mAP"]}, key=float)
     devices = sorted({r["device"] for rs in done.values() for r in rs})
-    spread = (f" Each figure is the mean ± standard deviation (n - 1) over {seeds} training seeds (train.seed, "
-              f"+1, ...); std over seeds of Avg." if seeds > 1 else "")
-    lines = [f"# {spec.title or spec_path.stem}", "",
-             f"Spec `{spec_path}`, base config `{spec.base}`. mAP in % on the test subset; Avg is the mean over the "
-             f"thresholds.{spread} Latency: median forward pass (batch 1, no post-processing) over "
-             f"{spec.latency.videos} random videos of {spec.latency.length} steps, on "
-             f"{', '.join(devices) if devices else '(none yet)'}.", ""]
+    spread = (
+        f" Each figure is the mean ± standard deviation (n - 1) over {seeds} training seeds (train.seed, "
+        f"+1, ...); std over seeds of Avg."
+        if seeds > 1
+        else ""
+    )
+    lines = [
+        f"# {spec.title or spec_path.stem}",
+        "",
+        f"Spec `{spec_path}`, base config `{spec.base}`. mAP in % on the test subset; Avg is the mean over the "
+        f"thresholds.{spread} Latency: median forward pass (batch 1, no post-processing) over "
+        f"{spec.latency.videos} random videos of {spec.latency.length} steps, on "
+        f"{', '.join(devices) if devices else '(none yet)'}.",
+        "",
+    ]
     header = ["variant", "overrides"] + [f"mAP@{k}" for k in keys] + ["Avg", "params (M)", "latency (ms)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     best = max((s["average_mAP"] for s in summaries.values()), default=None)
@@ -274,19 +311,34 @@ def format_table(spec: AblationSpec, spec_path: Path, results: dict[str, list[di
             s, first = summaries[name], done[name][0]
             avg = format_mean_std(s["average_mAP"], s["average_mAP_std"])
             row += [f"{100 * s['mAP'][k]:.2f}" if k in s["mAP"] else "-" for k in keys]
-            row += [f"**{avg}**" if s["average_mAP"] == best and len(summaries) > 1 else avg,
-                    f"{first['parameters'] / 1e6:.2f}", f"{statistics.median(r['latency_ms'] for r in done[name]):.1f}"]
+            row += [
+                f"**{avg}**" if s["average_mAP"] == best and len(summaries) > 1 else avg,
+                f"{first['parameters'] / 1e6:.2f}",
+                f"{statistics.median(r['latency_ms'] for r in done[name]):.1f}",
+            ]
         else:
-            status = (f"failed: {_cell(failures[name].splitlines()[0])}" if name in failures else
-                      f"pending ({len(results.get(name, []))}/{seeds} seeds)" if seeds > 1 else "pending")
+            status = (
+                f"failed: {_cell(failures[name].splitlines()[0])}"
+                if name in failures
+                else f"pending ({len(results.get(name, []))}/{seeds} seeds)"
+                if seeds > 1
+                else "pending"
+            )
             row += [status] + [""] * (len(keys) + 2)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run_ablation(spec_path: str | Path, out_dir: str | Path, *, overrides: Sequence[str] = (),
-                 only: Sequence[str] | None = None, progress: bool = True, seeds: Optional[int] = None,
-                 echo: Callable[[str], None] = print) -> Path:
+def run_ablation(
+    spec_path: str | Path,
+    out_dir: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    seeds: Optional[int] = None,
+    echo: Callable[[str], None] = print,
+) -> Path:
     """Run (or finish) the table of ``spec_path`` into ``out_dir``; returns the path of ``table.md``.
 
     ``seeds`` (default: the spec's) trains that many seeds of every variant.
@@ -312,8 +364,10 @@ def run_ablation(spec_path: str | Path, out_dir: str | Path, *, overrides: Seque
                 pending[name].append((cfg, run_dir))
     todo = [n for n in spec.variants if len(results[n]) < seeds and (only is None or n in only)]
     finished = sum(len(rs) == seeds for rs in results.values())
-    echo(f"[ablate] {spec_path}: {len(spec.variants)} variants x {seeds} seed(s), {finished} finished, "
-         f"{len(todo)} to run")
+    echo(
+        f"[ablate] {spec_path}: {len(spec.variants)} variants x {seeds} seed(s), {finished} finished, "
+        f"{len(todo)} to run"
+    )
     for i, name in enumerate(todo, 1):
         echo(f"[ablate] variant {i}/{len(todo)}: {name}")
         try:
@@ -325,38 +379,53 @@ def run_ablation(spec_path: str | Path, out_dir: str | Path, *, overrides: Seque
             echo(f"[ablate] {name} failed: {e}")
         else:
             s, r = summarize_seeds(results[name]), results[name][-1]
-            echo(f"[ablate] {name}: average mAP {format_mean_std(s['average_mAP'], s['average_mAP_std'])}, "
-                 f"{r['parameters'] / 1e6:.2f} M parameters, {r['latency_ms']:.1f} ms, {r['seconds']:.0f} s")
+            echo(
+                f"[ablate] {name}: average mAP {format_mean_std(s['average_mAP'], s['average_mAP_std'])}, "
+                f"{r['parameters'] / 1e6:.2f} M parameters, {r['latency_ms']:.1f} ms, {r['seconds']:.0f} s"
+            )
         atomic_write_text(table, format_table(spec, spec_path, results, failures, seeds))
     atomic_write_text(table, format_table(spec, spec_path, results, failures, seeds))
     if failures:
-        raise CltdrError(f"{len(failures)} variant(s) failed: {', '.join(failures)}; the others are in {table}. "
-                         "Fix the cause and run the same command again")
+        raise CltdrError(
+            f"{len(failures)} variant(s) failed: {', '.join(failures)}; the others are in {table}. "
+            "Fix the cause and run the same command again"
+        )
     return table
 
 
-def train_seeds(cfg: Config, out_dir: Path, seeds: int, *, resume: bool, progress: bool,
-                echo: Callable[[str], None] = print) -> dict:
+def train_seeds(
+    cfg: Config, out_dir: Path, seeds: int, *, resume: bool, progress: bool, echo: Callable[[str], None] = print
+) -> dict:
     """``cltdr train --seeds N``: train and test N seeds into ``out_dir/seed-<S>`` (each with its
     ``result.json``); write ``out_dir/seeds.json`` (per-seed and mean +- std metrics) and return it. With
     ``resume`` a finished seed is kept and a half-trained one continues from its last checkpoint."""
     results = []
     for run_cfg, run_dir in seed_runs(cfg, out_dir, seeds):
         if not resume and RunDir(run_dir).trained:
-            raise CltdrError(f"{run_dir} already holds a run; pass --resume to continue the seeds in {out_dir} "
-                             "or choose another --out")
+            raise CltdrError(
+                f"{run_dir} already holds a run; pass --resume to continue the seeds in {out_dir} "
+                "or choose another --out"
+            )
         result = finished_result(run_dir, run_cfg) if resume else None
         if result is None:
-            metrics, _, _, _, train_s = train_and_test(run_cfg, run_dir, progress=progress, echo=echo,
-                                                       label=f"[seed {run_cfg.train.seed}] ")
+            metrics, _, _, _, train_s = train_and_test(
+                run_cfg, run_dir, progress=progress, echo=echo, label=f"[seed {run_cfg.train.seed}] "
+            )
             summary = metrics.to_json()
-            result = {"seed": run_cfg.train.seed, "subset": run_cfg.dataset.test_subset, "mAP": summary["mAP"],
-                      "average_mAP": summary["average_mAP"], "train_seconds": train_s,
-                      "config": config_record(run_cfg)}
+            result = {
+                "seed": run_cfg.train.seed,
+                "subset": run_cfg.dataset.test_subset,
+                "mAP": summary["mAP"],
+                "average_mAP": summary["average_mAP"],
+                "train_seconds": train_s,
+                "config": config_record(run_cfg),
+            }
             atomic_write_json(RunDir(run_dir).result, result)
         results.append(result)
-        echo(f"[seed {run_cfg.train.seed}] average mAP {100 * result['average_mAP']:.2f} on "
-             f"'{run_cfg.dataset.test_subset}'")
+        echo(
+            f"[seed {run_cfg.train.seed}] average mAP {100 * result['average_mAP']:.2f} on "
+            f"'{run_cfg.dataset.test_subset}'"
+        )
     summary = summarize_seeds(results)
     atomic_write_json(RunDir(out_dir).seeds, summary)
     return summary

@@ -23,18 +23,23 @@ from typing import Any
 import torch
 import yaml
 
-from .config import Config, config_from_dict
-from .errors import CheckpointError, CltdrError, ConfigError
-from .utils.io import atomic_write
+from cltdr.config import Config, config_from_dict
+from cltdr.errors import CheckpointError, CltdrError, ConfigError
+from cltdr.utils.io import atomic_write
 
 CHECKPOINT_FORMAT = "cltdr-checkpoint-v1"
 # Keys whose change makes a checkpoint's weights meaningless for a config (the architecture and its inputs).
 ARCHITECTURE_KEYS = ("model", "dataset.input_dim", "dataset.class_names")
 # Model keys added after runs were first saved, with the value that rebuilds what such a run trained (the
 # default for new runs may differ): a run's config.yaml without the key gets this value, so old runs still load.
-RUN_KEYS_BEFORE = {"model.cltdr.offset_init": "default", "model.cltdr.clamp_refined": False,
-                   "model.cltdr.depthwise": False, "model.cltdr.depthwise_up": False,
-                   "model.cltdr.shared_refine": False, "model.cltdr.detach_boundary": False}
+RUN_KEYS_BEFORE = {
+    "model.cltdr.offset_init": "default",
+    "model.cltdr.clamp_refined": False,
+    "model.cltdr.depthwise": False,
+    "model.cltdr.depthwise_up": False,
+    "model.cltdr.shared_refine": False,
+    "model.cltdr.detach_boundary": False,
+}
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,11 @@ def run_config(run_dir: str | Path) -> Config:
     if not run.config.is_file():
         raise CltdrError(f"{run.root} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
     data = yaml.safe_load(run.config.read_text())
-    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("decoder", "cltdr") == "cltdr":
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("model"), dict)
+        and data["model"].get("decoder", "cltdr") == "cltdr"
+    ):
         for key, value in RUN_KEYS_BEFORE.items():
             node = data
             *parents, last = key.split(".")
@@ -156,14 +165,16 @@ def run_config(run_dir: str | Path) -> Config:
     return config_from_dict(data, str(run.config))
 
 
-def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
-                       weights: str = "ema"):
+def load_trained_model(
+    run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto", weights: str = "ema"
+):
     """A run's config, its model with the evaluation weights in eval mode, and the device it is on.
 
     ``checkpoint`` is a path, 'last', 'best', or None (best when the run kept one, else last). ``weights``:
     'ema' (the EMA when the run kept one, else the raw weights) or 'raw' (the optimiser's weights).
     """
-    from .model import build_detector
+    from cltdr.data.build import class_names
+    from cltdr.model import build_detector
 
     run = RunDir(run_dir)
     cfg = run_config(run.root)
@@ -171,7 +182,7 @@ def load_trained_model(run_dir: str | Path, checkpoint: str | Path | None = None
     dev = select_device(device if device != "auto" else cfg.train.device)
     state = load_checkpoint(path, map_location=dev)
     check_compatible(state["config"], cfg.model_dump(mode="json"), path)
-    model = build_detector(cfg, len(cfg.dataset.class_names)).to(dev)
+    model = build_detector(cfg, len(class_names(cfg))).to(dev)
     if weights not in ("ema", "raw"):
         raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")
     chosen = state["ema"] if weights == "ema" and state.get("ema") is not None else state["model"]

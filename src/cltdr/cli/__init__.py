@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import CltdrError
-from . import ablate, data, evaluate, infer, train
+from cltdr.cli import ablate, data, evaluate, infer, train
+from cltdr.errors import CltdrError
 
 COMMANDS = (train, infer, data, evaluate, ablate)  # the modules of this package, in --help order
 

@@ -16,5 +16,9 @@ def add_run_options(s: argparse.ArgumentParser, *, weights: bool = True) -> None
     s.add_argument("--checkpoint", default=None, help="'last', 'best' or a path (default: best if kept, else last)")
     s.add_argument("--device", default="auto")
     if weights:
-        s.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                       help="the EMA weights (default, when the run kept an EMA) or the optimiser's raw weights")
+        s.add_argument(
+            "--weights",
+            choices=("ema", "raw"),
+            default="ema",
+            help="the EMA weights (default, when the run kept an EMA) or the optimiser's raw weights",
+        )

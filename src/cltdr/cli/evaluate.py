@@ -10,13 +10,13 @@ import argparse
 import re
 from pathlib import Path
 
-from ..errors import CltdrError
-from .common import add_run_options, echo
+from cltdr.cli.common import add_run_options, echo
+from cltdr.errors import CltdrError
 
 
 # ------------------------------------------------------------------------------------------------- helpers
 def _thresholds(args) -> list[float]:
-    from ..evaluation.protocols import thresholds_for
+    from cltdr.evaluation.protocols import thresholds_for
 
     bad = [t for t in args.tiou or [] if not 0 <= t <= 1]
     if bad:
@@ -25,8 +25,8 @@ def _thresholds(args) -> list[float]:
 
 
 def _load_predictions(path: Path, require_label: bool = True) -> dict:
-    from ..evaluation.inputs import validate_predictions
-    from ..utils.io import read_json
+    from cltdr.evaluation.inputs import validate_predictions
+    from cltdr.utils.io import read_json
 
     pred = read_json(path, "prediction")
     validate_predictions(pred, str(path), require_label)
@@ -39,12 +39,11 @@ def _safe_name(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> None:
-    from ..evaluation import GroundTruth, Predictions, evaluate_map
-    from ..utils.io import read_json
-    from ..evaluation.epic import evaluate_epic
-    from ..evaluation.protocols import PROTOCOLS
-    from ..evaluation.proposals import average_recall
-    from ..utils.io import atomic_write_json
+    from cltdr.evaluation import GroundTruth, Predictions, evaluate_map
+    from cltdr.evaluation.epic import evaluate_epic
+    from cltdr.evaluation.proposals import average_recall
+    from cltdr.evaluation.protocols import PROTOCOLS
+    from cltdr.utils.io import atomic_write_json, read_json
 
     thresholds = _thresholds(args)
     if not args.max_an > 0:
@@ -58,14 +57,18 @@ def cmd_evaluate(args) -> None:
     pred = _load_predictions(args.pred, require_label=not args.proposals) if args.pred else None
     report: dict = {"subset": args.subset, "dataset": args.dataset, "tiou_thresholds": thresholds}
     if args.dataset == "epic":
-        extra = {key: _load_predictions(path) for key, path in (("verbs", args.pred_verb), ("nouns", args.pred_noun))
-                 if path is not None}
+        extra = {
+            key: _load_predictions(path)
+            for key, path in (("verbs", args.pred_verb), ("nouns", args.pred_noun))
+            if path is not None
+        }
         for task, metrics in evaluate_epic(gt, args.subset, thresholds, pred, **extra, source=str(args.pred)).items():
             echo(f"{task}:\n{metrics.format_table(columns)}")
             if args.per_class:
                 echo(metrics.format_per_class())
             report[task] = metrics.to_json()
     elif not args.proposals:
+        assert pred is not None  # --pred is required outside EPIC (checked above)
         metrics = evaluate_map(gt, pred, args.subset, thresholds)
         echo(metrics.format_table(columns))
         if args.per_class:
@@ -73,8 +76,9 @@ def cmd_evaluate(args) -> None:
         report.update(metrics.to_json())
     if pred is not None:
         arrays = GroundTruth.from_annotations(gt, args.subset)
-        proposals = average_recall(arrays, Predictions.from_results(pred, arrays, str(args.pred), False), thresholds,
-                                   args.max_an)
+        proposals = average_recall(
+            arrays, Predictions.from_results(pred, arrays, str(args.pred), False), thresholds, args.max_an
+        )
         echo(proposals.format_table())
         report["AR@AN"] = proposals.to_json()
     if args.json:
@@ -84,36 +88,40 @@ def cmd_evaluate(args) -> None:
 
 # ------------------------------------------------------------------------------------------------ diagnose
 def cmd_diagnose(args) -> None:
-    from ..utils.io import read_json
-    from ..evaluation.diagnosis import diagnose
-    from ..evaluation.protocols import PROTOCOLS
-    from ..utils.io import atomic_write_json
-    from ..viz.diagnosis import plot_false_negatives, plot_false_positives, plot_sensitivity
+    from cltdr.evaluation.diagnosis import diagnose
+    from cltdr.evaluation.protocols import PROTOCOLS
+    from cltdr.utils.io import atomic_write_json, read_json
+    from cltdr.viz.diagnosis import plot_false_negatives, plot_false_positives, plot_sensitivity
 
     if args.tiou:
         thresholds = _thresholds(args)
     else:  # DETAD: 0.5 on THUMOS14, 0.5:0.05:0.95 on ActivityNet
         thresholds = list(PROTOCOLS[args.dataset].thresholds) if args.dataset in ("anet", "hacs") else [0.5]
     if not 0 < args.min_tiou <= min(thresholds):
-        raise CltdrError(f"--min-tiou {args.min_tiou}: must be above 0 and at most the lowest threshold "
-                         f"{min(thresholds)} (it separates localization errors from background)")
+        raise CltdrError(
+            f"--min-tiou {args.min_tiou}: must be above 0 and at most the lowest threshold "
+            f"{min(thresholds)} (it separates localization errors from background)"
+        )
     bins = args.bins or (PROTOCOLS[args.dataset].bins if args.dataset else "thumos14")
-    d = diagnose(read_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, thresholds, bins,
-                 args.min_tiou)
+    d = diagnose(
+        read_json(args.gt, "ground-truth"), _load_predictions(args.pred), args.subset, thresholds, bins, args.min_tiou
+    )
     out = Path(args.out)
-    written = [atomic_write_json(out / "diagnosis.json", d.to_json()),
-               plot_false_positives(d, out / "false_positive_analysis.png"),
-               plot_sensitivity(d, out / "sensitivity_analysis.png"),
-               plot_false_negatives(d, out / "false_negative_analysis.png")]
+    written = [
+        atomic_write_json(out / "diagnosis.json", d.to_json()),
+        plot_false_positives(d, out / "false_positive_analysis.png"),
+        plot_sensitivity(d, out / "sensitivity_analysis.png"),
+        plot_false_negatives(d, out / "false_negative_analysis.png"),
+    ]
     echo(d.format_summary())
     echo("wrote " + ", ".join(str(p) for p in written))
 
 
 # ---------------------------------------------------------------------------------------------------- plot
 def cmd_plot_timeline(args) -> None:
-    from ..utils.io import read_json
-    from ..viz.figures import plot_timeline
-    from ..viz.points import timeline
+    from cltdr.utils.io import read_json
+    from cltdr.viz.figures import plot_timeline
+    from cltdr.viz.points import timeline
 
     if args.top < 1:
         raise CltdrError(f"--top: the number of detections shown must be >= 1, got {args.top}")
@@ -123,63 +131,76 @@ def cmd_plot_timeline(args) -> None:
 
 
 def cmd_plot_scores(args) -> None:
-    from ..data.build import load_split, make_dataset
-    from ..errors import DataError
-    from ..inference.runner import raw_predictions
-    from ..runs import load_trained_model
-    from ..viz.figures import plot_scores
-    from ..viz.points import score_tiou_points
+    from cltdr.data.build import load_split, make_dataset
+    from cltdr.errors import DataError
+    from cltdr.inference.runner import raw_predictions
+    from cltdr.runs import load_trained_model
+    from cltdr.viz.figures import plot_scores
+    from cltdr.viz.points import score_tiou_points
 
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device)
     subset = args.subset or cfg.dataset.test_subset
-    split = load_split(cfg, subset).only(args.video, f"subset {subset!r} of {cfg.dataset.annotation_file} "
-                                                     "(choose another with --subset)")
+    split = load_split(cfg, subset).only(
+        args.video, f"subset {subset!r} of {cfg.dataset.annotation_file} (choose another with --subset)"
+    )
     record = split.videos[0]
     if len(record.labels) == 0:
         raise DataError(f"video {args.video!r} has no annotated action: there is no tIoU to plot against")
     sample = make_dataset(cfg, split, training=False)[0]
+    assert sample.feats is not None  # a dataset item holds its features
     scores, segments = raw_predictions(model, sample.feats, device)
     seconds = [sample.grid.to_seconds(s.double(), sample.duration).numpy() for s in segments]
     points = score_tiou_points([s.numpy() for s in scores], seconds, record.segments, record.labels)
     for k, i in points.best().items():
-        echo(f"{split.class_names[k]}: best score {points.score[i]:.3f} at level {points.level[i]}, step "
-             f"{points.step[i]}, tIoU {points.tiou[i]:.3f}")
+        echo(
+            f"{split.class_names[k]}: best score {points.score[i]:.3f} at level {points.level[i]}, step "
+            f"{points.step[i]}, tIoU {points.tiou[i]:.3f}"
+        )
     title = f"{args.video}: every step before NMS"
     echo(f"wrote {plot_scores(points, split.class_names, title, args.out)}")
 
 
 def cmd_plot_pr(args) -> None:
-    from ..evaluation import GroundTruth, Predictions, match
-    from ..utils.io import read_json
-    from ..evaluation.map import map_from_matching
-    from ..viz.figures import plot_pr
-    from ..viz.points import class_pr_curve
+    from cltdr.evaluation import GroundTruth, Predictions, match
+    from cltdr.evaluation.map import map_from_matching
+    from cltdr.utils.io import read_json
+    from cltdr.viz.figures import plot_pr
+    from cltdr.viz.points import class_pr_curve
 
     gt = read_json(args.gt, "ground-truth")
     arrays = GroundTruth.from_annotations(gt, args.subset)
-    matching = match(arrays, Predictions.from_results(_load_predictions(args.pred), arrays, str(args.pred)),
-                     _thresholds(args) if args.tiou or args.dataset else [0.5])
+    matching = match(
+        arrays,
+        Predictions.from_results(_load_predictions(args.pred), arrays, str(args.pred)),
+        _thresholds(args) if args.tiou or args.dataset else [0.5],
+    )
     ap = map_from_matching(matching, arrays.class_names).ap  # (M, K)
     wanted = args.classes or arrays.class_names
     unknown = sorted(set(wanted) - set(arrays.class_names))
     if unknown:
-        raise CltdrError(f"--classes: {unknown} are not classes of subset {args.subset!r}; "
-                         f"its classes are {arrays.class_names}")
+        raise CltdrError(
+            f"--classes: {unknown} are not classes of subset {args.subset!r}; its classes are {arrays.class_names}"
+        )
     out = Path(args.out)
     for k, name in enumerate(arrays.class_names):
         if name in wanted:
             precision, recall = class_pr_curve(matching, k)
-            plot_pr(precision, recall, ap[:, k], matching.thresholds, f"{name} ({matching.num_gt[k]} instances)",
-                    out / f"pr_{k:03d}_{_safe_name(name)}.png")
+            plot_pr(
+                precision,
+                recall,
+                ap[:, k],
+                matching.thresholds,
+                f"{name} ({matching.num_gt[k]} instances)",
+                out / f"pr_{k:03d}_{_safe_name(name)}.png",
+            )
     echo(f"wrote {len(wanted)} precision/recall plots to {out}/")
 
 
 # -------------------------------------------------------------------------------------------------- export
 def cmd_export(args) -> None:
-    from ..evaluation import GroundTruth
-    from ..utils.io import read_json
-    from ..evaluation.export import detad_ground_truth, detad_predictions, predictions_csv
-    from ..utils.io import atomic_write_json, atomic_write_text
+    from cltdr.evaluation import GroundTruth
+    from cltdr.evaluation.export import detad_ground_truth, detad_predictions, predictions_csv
+    from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
     pred = _load_predictions(args.pred)
     if args.format == "csv":
@@ -188,13 +209,17 @@ def cmd_export(args) -> None:
         echo(f"wrote {atomic_write_text(args.out, predictions_csv(pred, str(args.pred)))}")
         return
     if (args.gt is None) != (args.gt_out is None) or (args.gt is not None and args.subset is None):
-        raise CltdrError("--format detad converts the ground truth too when given --gt, --subset and --gt-out "
-                         "together (or none of them: predictions only)")
+        raise CltdrError(
+            "--format detad converts the ground truth too when given --gt, --subset and --gt-out "
+            "together (or none of them: predictions only)"
+        )
     gt = read_json(args.gt, "ground-truth") if args.gt else None
     arrays = GroundTruth.from_annotations(gt, args.subset) if gt is not None else None
     detad, dropped = detad_predictions(pred, arrays, str(args.pred))
-    echo(f"wrote {atomic_write_json(args.out, detad, indent=None)}"
-           + (f" ({dropped} detections of other classes or videos left out)" if dropped else ""))
+    echo(
+        f"wrote {atomic_write_json(args.out, detad, indent=None)}"
+        + (f" ({dropped} detections of other classes or videos left out)" if dropped else "")
+    )
     if gt is not None:
         echo(f"wrote {atomic_write_json(args.gt_out, detad_ground_truth(gt, args.subset), indent=None)}")
 
@@ -202,8 +227,8 @@ def cmd_export(args) -> None:
 # -------------------------------------------------------------------------------------------------- parser
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register evaluate, diagnose, plot and export on the ``cltdr`` sub-command parser ``sub``."""
-    from ..evaluation.diagnosis import CHARACTERISTIC_BINS, MIN_TIOU
-    from ..evaluation.protocols import PROTOCOLS
+    from cltdr.evaluation.diagnosis import CHARACTERISTIC_BINS, MIN_TIOU
+    from cltdr.evaluation.protocols import PROTOCOLS
 
     datasets = sorted(PROTOCOLS)
 
@@ -228,13 +253,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("diagnose", help="DETAD-style error diagnosis: JSON and PNG plots in --out")
     files(s, "tIoU thresholds (default 0.5; ActivityNet / HACS: 0.5:0.05:0.95, as DETAD)")
     s.add_argument("--out", required=True, type=Path, help="output folder")
-    s.add_argument("--bins", choices=sorted(CHARACTERISTIC_BINS), default=None,
-                   help="DETAD bin edges (default: those of --dataset, else thumos14)")
+    s.add_argument(
+        "--bins",
+        choices=sorted(CHARACTERISTIC_BINS),
+        default=None,
+        help="DETAD bin edges (default: those of --dataset, else thumos14)",
+    )
     s.add_argument("--min-tiou", type=float, default=MIN_TIOU, help="below this tIoU a false positive is background")
     s.set_defaults(func=cmd_diagnose)
 
     plot = sub.add_parser("plot", help="figures: timeline, scores (paper's Figure 5), pr").add_subparsers(
-        dest="figure", required=True)
+        dest="figure", required=True
+    )
     s = plot.add_parser("timeline", help="ground truth against the best detections of one video")
     files(s, None)
     s.add_argument("--video", required=True)

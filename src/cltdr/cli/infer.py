@@ -6,29 +6,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import CltdrError
-from .common import add_run_options, echo
+from cltdr.cli.common import add_run_options, echo
+from cltdr.errors import CltdrError
 
 
 def cmd_test(args) -> None:
-    from ..inference.runner import test_run
+    from cltdr.inference.runner import test_run
 
-    tested = test_run(args.run_dir, subset=args.subset, out_dir=args.out, checkpoint=args.checkpoint,
-                      device=args.device, weights=args.weights, preset=args.preset, progress=not args.quiet)
+    tested = test_run(
+        args.run_dir,
+        subset=args.subset,
+        out_dir=args.out,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        weights=args.weights,
+        preset=args.preset,
+        progress=not args.quiet,
+    )
     split = tested.split
     echo(f"subset '{tested.subset}': {len(split.results)} videos")
     echo(split.metrics.format_table())
     if split.fused is not None:  # dataset.fusion: the same detections fused with external class scores
-        echo(f"with external class scores ({tested.cfg.dataset.fusion.score_file}):\n"
-             f"{split.fused.metrics.format_table()}")
+        echo(
+            f"with external class scores ({tested.cfg.dataset.fusion.score_file}):\n"
+            f"{split.fused.metrics.format_table()}"
+        )
     echo("wrote " + " and ".join(map(str, tested.written)))
 
 
 def cmd_detect(args) -> None:
-    from ..evaluation import result_file
-    from ..inference.runner import detect_file
-    from ..runs import load_trained_model
-    from ..utils.io import atomic_write_json
+    from cltdr.evaluation import result_file
+    from cltdr.inference.runner import detect_file
+    from cltdr.runs import load_trained_model
+    from cltdr.utils.io import atomic_write_json
 
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device, args.weights)
     if args.preset:
@@ -38,8 +48,9 @@ def cmd_detect(args) -> None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
     results = {}
     for path in args.features:
-        found = detect_file(cfg, model, device, path, fps=fps, feat_stride=args.feat_stride,
-                            num_frames=args.num_frames, top=args.top)
+        found = detect_file(
+            cfg, model, device, path, fps=fps, feat_stride=args.feat_stride, num_frames=args.num_frames, top=args.top
+        )
         results[found.video_id] = found.results
         echo(f"{found.video_id}: {found.steps} steps, {found.duration:.1f} s, {len(found.results)} detections")
     atomic_write_json(args.out, result_file(results), indent=None)
@@ -47,13 +58,19 @@ def cmd_detect(args) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    for name, helptext in (("test", "evaluate a trained run on its test subset"),
-                           ("detect", "detect actions in feature files that have no annotations")):
+    for name, helptext in (
+        ("test", "evaluate a trained run on its test subset"),
+        ("detect", "detect actions in feature files that have no annotations"),
+    ):
         s = sub.add_parser(name, help=helptext)
         add_run_options(s)
         s.add_argument("--quiet", action="store_true")
-        s.add_argument("--preset", choices=("benchmark", "deployment"), default=None,
-                       help="post-processing preset, replacing test.preset (keys the config sets still override)")
+        s.add_argument(
+            "--preset",
+            choices=("benchmark", "deployment"),
+            default=None,
+            help="post-processing preset, replacing test.preset (keys the config sets still override)",
+        )
     test, detect = sub.choices["test"], sub.choices["detect"]
     test.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory)")
     test.add_argument("--subset", default=None, help="subset to evaluate (default: dataset.test_subset)")

@@ -7,14 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import CltdrError
-from .common import echo
+from cltdr.cli.common import echo
+from cltdr.errors import CltdrError
 
 DEMO_CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
 
 def cmd_synth(args) -> None:
-    from ..data.synth import describe, generate
+    from cltdr.data.synth import describe, generate
 
     info = generate(args.out_dir, preset=args.preset, seed=args.seed)
     echo(f"wrote {info.annotation_path} and {info.feat_dir}/")
@@ -22,23 +22,25 @@ def cmd_synth(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from ..config import load_config
-    from ..training.trainer import Trainer
+    from cltdr.config import load_config
+    from cltdr.training.trainer import Trainer
 
     cfg = load_config(args.config, args.set)
     if args.seeds is None:
         last = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet).fit()
         echo(f"training done: {last}")
         return
-    from ..ablate import format_mean_std, train_seeds
-    from ..runs import RunDir
+    from cltdr.ablate import format_mean_std, train_seeds
+    from cltdr.runs import RunDir
 
     if args.seeds < 1:
         raise CltdrError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
     s = train_seeds(cfg, args.out, args.seeds, resume=args.resume, progress=not args.quiet, echo=echo)
     cells = " | ".join(f"{k}: {format_mean_std(s['mAP'][k], s['mAP_std'][k])}" for k in s["mAP"])
-    echo(f"{args.seeds} seeds {s['seeds']}: average mAP {format_mean_std(s['average_mAP'], s['average_mAP_std'])}"
-         f" (per seed: {', '.join(f'{100 * v:.2f}' for v in s['per_seed'])})\nmAP (%) at tIoU {cells}")
+    echo(
+        f"{args.seeds} seeds {s['seeds']}: average mAP {format_mean_std(s['average_mAP'], s['average_mAP_std'])}"
+        f" (per seed: {', '.join(f'{100 * v:.2f}' for v in s['per_seed'])})\nmAP (%) at tIoU {cells}"
+    )
     echo(f"wrote {RunDir(args.out).seeds}; each seed's run, metrics.json and predictions.json in {args.out}/seed-<S>")
 
 
@@ -47,19 +49,25 @@ def cmd_demo(args) -> None:
 
     import yaml
 
-    from ..config import config_from_dict
-    from ..data.synth import generate
-    from ..inference.runner import test_run
-    from ..runs import RunDir
-    from ..training.trainer import Trainer
+    from cltdr.config import config_from_dict
+    from cltdr.data.synth import generate
+    from cltdr.inference.runner import test_run
+    from cltdr.runs import RunDir
+    from cltdr.training.trainer import Trainer
 
     out = Path(args.out)
     start = time.time()
     info = generate(out / "data", preset="demo", seed=args.seed)
     data = yaml.safe_load(DEMO_CONFIG.read_text())
-    data["dataset"].update(annotation_file=str(info.annotation_path), feat_dir=str(info.feat_dir),
-                           input_dim=info.input_dim, feat_stride=info.feat_stride, num_frames=info.num_frames,
-                           train_subset=info.train_subset, test_subset=info.test_subset)
+    data["dataset"].update(
+        annotation_file=str(info.annotation_path),
+        feat_dir=str(info.feat_dir),
+        input_dim=info.input_dim,
+        feat_stride=info.feat_stride,
+        num_frames=info.num_frames,
+        train_subset=info.train_subset,
+        test_subset=info.test_subset,
+    )
     cfg = config_from_dict(data, str(DEMO_CONFIG))
     echo(f"[demo] synthetic benchmark in {out / 'data'} ({time.time() - start:.0f} s); training CLTDR-GMG")
     run = RunDir(out / "run")
@@ -82,9 +90,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, logs, config)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. train.lr=2e-4")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    s.add_argument("--seeds", type=int, default=None, metavar="N",
-                   help="train N seeds (train.seed, +1, ...) into OUT/seed-<S>, test each on the test subset and "
-                        "report the mean and standard deviation (OUT/seeds.json)")
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train N seeds (train.seed, +1, ...) into OUT/seed-<S>, test each on the test subset and "
+        "report the mean and standard deviation (OUT/seeds.json)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 

@@ -1,10 +1,41 @@
 """Typed configuration, loaded from YAML: the schema (schema.py, every field documented) and reading it
 (load.py: YAML, ``--set`` overrides, errors that name the file and the key)."""
 
-from .load import apply_overrides, config_from_dict, load_config, parse_override
-from .schema import (PRESETS, CLTDROptions, Config, DatasetConfig, FusionConfig, GMGOptions, LossConfig, ModelConfig,
-                     PostprocessOptions, SGPOptions, TestConfig, TrainConfig, TransformerOptions, pyramid_divisor)
+from cltdr.config.load import apply_overrides, config_from_dict, load_config, parse_override
+from cltdr.config.schema import (
+    PRESETS,
+    CLTDROptions,
+    Config,
+    DatasetConfig,
+    FusionConfig,
+    GMGOptions,
+    LossConfig,
+    ModelConfig,
+    PostprocessOptions,
+    SGPOptions,
+    TestConfig,
+    TrainConfig,
+    TransformerOptions,
+    pyramid_divisor,
+)
 
-__all__ = ["CLTDROptions", "Config", "DatasetConfig", "FusionConfig", "GMGOptions", "LossConfig", "ModelConfig",
-           "PRESETS", "PostprocessOptions", "SGPOptions", "TestConfig", "TrainConfig", "TransformerOptions",
-           "apply_overrides", "config_from_dict", "load_config", "parse_override", "pyramid_divisor"]
+__all__ = [
+    "CLTDROptions",
+    "Config",
+    "DatasetConfig",
+    "FusionConfig",
+    "GMGOptions",
+    "LossConfig",
+    "ModelConfig",
+    "PRESETS",
+    "PostprocessOptions",
+    "SGPOptions",
+    "TestConfig",
+    "TrainConfig",
+    "TransformerOptions",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "parse_override",
+    "pyramid_divisor",
+]

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import ConfigError
-from .schema import Config
+from cltdr.config.schema import Config
+from cltdr.errors import ConfigError
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -23,7 +23,6 @@ from pydantic import (
 )
 
 
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -62,12 +61,14 @@ class DatasetConfig(_Section):
     )
     feat_prefix: str = Field("", description="File name (or HDF5 key) prefix before the video id.")
     feat_ext: str = Field(
-        ".npy", description="File name ending after the video id; its suffix picks the reader: .npy, .npz, .pt, "
-        ".pth, .pkl, .pickle."
+        ".npy",
+        description="File name ending after the video id; its suffix picks the reader: .npy, .npz, .pt, "
+        ".pth, .pkl, .pickle.",
     )
     feat_keys: Optional[Annotated[list[str], Field(min_length=1)]] = Field(
-        None, description="Arrays to use from files that hold a mapping (npz, dict, HDF5 group), concatenated "
-        "along the channels (HACS SlowFast: [slow_feature, fast_feature]); unset: the file's only array."
+        None,
+        description="Arrays to use from files that hold a mapping (npz, dict, HDF5 group), concatenated "
+        "along the channels (HACS SlowFast: [slow_feature, fast_feature]); unset: the file's only array.",
     )
     feat_layout: Literal["TC", "CT"] = Field(
         "TC", description="Stored axis order: (T, C) or (C, T); leading axes of size 1 are dropped."
@@ -78,8 +79,9 @@ class DatasetConfig(_Section):
         None, description="Optional subset for model selection; when unset the last epoch is kept."
     )
     class_names: Optional[list[str]] = Field(
-        None, description="Class list in label order; read from the annotation file's label_id when unset. "
-        "With class_agnostic: the one name given to every action (default ['action'])."
+        None,
+        description="Class list in label order; read from the annotation file's label_id when unset. "
+        "With class_agnostic: the one name given to every action (default ['action']).",
     )
     class_agnostic: bool = Field(
         False, description="Train one 'action' class (ActivityNet/HACS recipe); combine with `fusion` for labels."
@@ -91,13 +93,17 @@ class DatasetConfig(_Section):
         None, gt=0, description="Frame rate used for videos whose annotation has no fps."
     )
     feat_fps: Optional[float] = Field(
-        None, gt=0, description="Frame rate of the frames the features were extracted from, used for every video "
-        "instead of the annotation's fps (ActionFormer's default_fps: EPIC 30, ActivityNet TSP 15, HACS 15)."
+        None,
+        gt=0,
+        description="Frame rate of the frames the features were extracted from, used for every video "
+        "instead of the annotation's fps (ActionFormer's default_fps: EPIC 30, ActivityNet TSP 15, HACS 15).",
     )
     downsample_rate: int = Field(1, ge=1, description="Keep every k-th stored feature; the stride grows k-fold.")
     resize_to: Optional[int] = Field(
-        None, ge=1, description="Resize every video's features linearly to this many steps (ActivityNet: 192 "
-        "TSP, 160 I3D); each video then has its own grid. None: keep each video's length."
+        None,
+        ge=1,
+        description="Resize every video's features linearly to this many steps (ActivityNet: 192 "
+        "TSP, 160 I3D); each video then has its own grid. None: keep each video's length.",
     )
     max_seq_len: int = Field(2304, gt=0, description="Longest training crop, in feature steps.")
     crop_ratio: Optional[tuple[float, float]] = Field(
@@ -155,8 +161,10 @@ class GMGOptions(_Section):
     instant: bool = Field(True, description="Instant branch FC(x) (1x1 conv).")
     local: bool = Field(True, description="Local branch Conv(x) (depth-wise conv, model.kernel_size).")
     global_: Literal["fft", "attention", "none"] = Field(
-        "fft", alias="global", description="Global branch: the FFT filter of eqs. 1-3, vanilla masked multi-head "
-        "self-attention over the whole video (Table 8), or none."
+        "fft",
+        alias="global",
+        description="Global branch: the FFT filter of eqs. 1-3, vanilla masked multi-head "
+        "self-attention over the whole video (Table 8), or none.",
     )
     gate: bool = Field(True, description="The ReLU gates of eq. 4 (Table 7).")
     num_heads: int = Field(4, ge=1, description="Heads of the self-attention global branch (global: attention).")
@@ -201,33 +209,39 @@ class CLTDROptions(_Section):
         "both", description="Outputs the RefineHead refines (Table 10); 'none': no CLFF and no RefineHead."
     )
     fusion: Literal["attention", "add", "concat"] = Field(
-        "attention", description="How a neighbour level is fused (Table 11): channel attention (eqs. 5-8), "
-        "addition, or concatenation with Conv(P_l) and a 1x1 conv."
+        "attention",
+        description="How a neighbour level is fused (Table 11): channel attention (eqs. 5-8), "
+        "addition, or concatenation with Conv(P_l) and a 1x1 conv.",
     )
     offset_init: Literal["zero", "default"] = Field(
-        "zero", description="Initial boundary refinement R_so, R_eo (in level strides): 'zero' starts from the "
+        "zero",
+        description="Initial boundary refinement R_so, R_eo (in level strides): 'zero' starts from the "
         "coarse boundaries; 'default' is PyTorch's conv init, which at stride 32 moves boundaries by ~8 steps "
-        "at random before any training (the paper does not say)."
+        "at random before any training (the paper does not say).",
     )
     depthwise: bool = Field(
-        True, description="DCM / DRM refine P_l, and DRM downsamples P_(l-1), with depth-wise convs (the paper: "
-        "'1D depth-wise convolution ... utilized in DCM, DRM and RefineHead'); false: full convs (released code)."
+        True,
+        description="DCM / DRM refine P_l, and DRM downsamples P_(l-1), with depth-wise convs (the paper: "
+        "'1D depth-wise convolution ... utilized in DCM, DRM and RefineHead'); false: full convs (released code).",
     )
     depthwise_up: bool = Field(
-        True, description="The transposed convs that upsample P_(l+1) (DCM, CLFF) are depth-wise (the paper only "
-        "says 'transposed convolution'); false: full."
+        True,
+        description="The transposed convs that upsample P_(l+1) (DCM, CLFF) are depth-wise (the paper only "
+        "says 'transposed convolution'); false: full.",
     )
     shared_refine: bool = Field(
-        True, description="One RefineHead tower predicts R_co and the boundary offsets (released code); false: a "
-        "tower each."
+        True,
+        description="One RefineHead tower predicts R_co and the boundary offsets (released code); false: a tower each.",
     )
     detach_boundary: bool = Field(
-        False, description="The Trident start / end branches read detached features, so their gradients do not "
-        "reach the encoder (TriDet's detach_feat, kept by the released code)."
+        False,
+        description="The Trident start / end branches read detached features, so their gradients do not "
+        "reach the encoder (TriDet's detach_feat, kept by the released code).",
     )
     clamp_refined: bool = Field(
-        True, description="Keep refined start / end distances >= 0, so a refined segment contains its point "
-        "(released code; the paper does not say)."
+        True,
+        description="Keep refined start / end distances >= 0, so a refined segment contains its point "
+        "(released code; the paper does not say).",
     )
 
     @model_validator(mode="after")
@@ -263,8 +277,10 @@ class ModelConfig(_Section):
     num_levels: int = Field(6, ge=1, le=10, description="Pyramid levels L (strides 1, 2, ..., 2^(L-1)).")
     num_full_res_blocks: int = Field(2, ge=0, description="GMG blocks at full resolution before pooling.")
     ffn_dim: int = Field(
-        496, gt=0, description="Hidden width of the FFN in each GMG block (the paper is silent: 496, about D, gives "
-        "the paper's 17.6 M / 9.5 M parameters within 0.5 M; the released code uses 768)."
+        496,
+        gt=0,
+        description="Hidden width of the FFN in each GMG block (the paper is silent: 496, about D, gives "
+        "the paper's 17.6 M / 9.5 M parameters within 0.5 M; the released code uses 768).",
     )
     kernel_size: int = Field(3, ge=1, description="Kernel of the depth-wise convs (local branch, filter).")
     drop_path: float = Field(0.1, ge=0, lt=1, description="Stochastic depth rate inside GMG blocks.")
@@ -286,7 +302,7 @@ class ModelConfig(_Section):
 
     def level_ranges(self) -> list[tuple[float, float]]:
         if self.regression_range is not None:
-            return [tuple(r) for r in self.regression_range]
+            return [(float(lo), float(hi)) for lo, hi in self.regression_range]
         ranges = [(0.0, 4.0)] + [(2.0 ** (l + 1), 2.0 ** (l + 2)) for l in range(1, self.num_levels)]
         ranges[-1] = (ranges[-1][0], math.inf)
         return ranges
@@ -301,14 +317,22 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _check_variant(self):
-        owners = {"gmg": ("encoder", "gmg"), "transformer": ("encoder", "transformer"), "sgp": ("encoder", "sgp"),
-                  "cltdr": ("decoder", "cltdr")}
+        owners = {
+            "gmg": ("encoder", "gmg"),
+            "transformer": ("encoder", "transformer"),
+            "sgp": ("encoder", "sgp"),
+            "cltdr": ("decoder", "cltdr"),
+        }
         for section, (part, name) in owners.items():
             if getattr(self, part) != name and getattr(self, section) != type(getattr(self, section))():
-                raise ValueError(f"model.{section} is set but model.{part} is {getattr(self, part)!r}; "
-                                 f"model.{section} applies only to {part} '{name}'")
-        heads = {"gmg": (self.gmg.global_ == "attention", "gmg.num_heads", self.gmg.num_heads),
-                 "transformer": (True, "transformer.num_heads", self.transformer.num_heads)}
+                raise ValueError(
+                    f"model.{section} is set but model.{part} is {getattr(self, part)!r}; "
+                    f"model.{section} applies only to {part} '{name}'"
+                )
+        heads = {
+            "gmg": (self.gmg.global_ == "attention", "gmg.num_heads", self.gmg.num_heads),
+            "transformer": (True, "transformer.num_heads", self.transformer.num_heads),
+        }
         used, key, value = heads.get(self.encoder, (False, "", 1))
         if used and self.embed_dim % value:
             raise ValueError(f"model.{key}={value} does not divide model.embed_dim={self.embed_dim}")
@@ -322,8 +346,9 @@ class LossConfig(_Section):
     vfl_alpha: float = Field(0.75, ge=0, description="Varifocal weight of negatives.")
     vfl_gamma: float = Field(2.0, ge=0, description="Varifocal focusing exponent of negatives.")
     cls_target: Literal["iou", "binary"] = Field(
-        "iou", description="Target of a positive (point, class) in the varifocal loss: 'iou' (the paper: the tIoU "
-        "of its predicted segment) or 'binary' (the released code: 1, the loss weighted by tIoU^iou_weight_power)."
+        "iou",
+        description="Target of a positive (point, class) in the varifocal loss: 'iou' (the paper: the tIoU "
+        "of its predicted segment) or 'binary' (the released code: 1, the loss weighted by tIoU^iou_weight_power).",
     )
     iou_weight_power: float = Field(0.2, ge=0, description="Exponent of the tIoU weight of cls_target 'binary'.")
     refined_weight: float = Field(
@@ -336,8 +361,10 @@ class LossConfig(_Section):
     )
     normalizer_momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the positive count.")
     normalizer_init: Optional[float] = Field(
-        None, gt=0, description="Initial value of that EMA; None: the first training batch's positive count (the "
-        "released code starts at 100, while a THUMOS14 or GTEA batch holds 13-200 positives)."
+        None,
+        gt=0,
+        description="Initial value of that EMA; None: the first training batch's positive count (the "
+        "released code starts at 100, while a THUMOS14 or GTEA batch holds 13-200 positives).",
     )
 
 
@@ -352,9 +379,10 @@ class TrainConfig(_Section):
     clip_grad_norm: Optional[float] = Field(1.0, gt=0, description="Gradient clipping L2 norm (None: off).")
     ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="Model EMA decay (None: no EMA).")
     ema_warmup: bool = Field(
-        True, description="Warm the EMA decay up: step n uses min(ema_decay, (1 + n) / (10 + n)), so the EMA of a "
+        True,
+        description="Warm the EMA decay up: step n uses min(ema_decay, (1 + n) / (10 + n)), so the EMA of a "
         "short schedule averages its last ~ninth instead of keeping the initial weights (false: the constant "
-        "decay of the released code)."
+        "decay of the released code).",
     )
     seed: int = Field(2024, description="Seed of initialisation, crops and noise.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
@@ -420,8 +448,9 @@ class PostprocessOptions:
 # benchmark: the defaults above (the released code's THUMOS14 setting). deployment: few, confident detections.
 PRESETS: dict[str, dict] = {
     "benchmark": {},
-    "deployment": dict(score_threshold=0.2, pre_nms_topk=500, nms_sigma=0.1, voting_iou=None, max_detections=100,
-                       max_per_class=20),
+    "deployment": dict(
+        score_threshold=0.2, pre_nms_topk=500, nms_sigma=0.1, voting_iou=None, max_detections=100, max_per_class=20
+    ),
 }
 
 
@@ -471,8 +500,9 @@ class TestConfig(_Section):
     @model_serializer(mode="wrap")
     def _dump_set_keys_only(self, handler):
         data = handler(self)
-        return {key: value for key, value in data.items()
-                if key not in _POSTPROCESS_KEYS or key in self.model_fields_set}
+        return {
+            key: value for key, value in data.items() if key not in _POSTPROCESS_KEYS or key in self.model_fields_set
+        }
 
 
 _POSTPROCESS_KEYS = tuple(f.name for f in dataclasses.fields(PostprocessOptions) if f.name in TestConfig.model_fields)

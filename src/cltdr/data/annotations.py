@@ -77,8 +77,7 @@ def _read_database(path: str | Path) -> tuple[Path, dict[str, Any]]:
             )
         if not isinstance(entry.get("subset"), str):
             raise DataError(
-                f'annotation file {path}, video {video_id!r}: expected a string "subset", '
-                f"got {entry.get('subset')!r}"
+                f'annotation file {path}, video {video_id!r}: expected a string "subset", got {entry.get("subset")!r}'
             )
         annotations = entry.get("annotations")
         if "annotations" not in entry:
@@ -172,9 +171,7 @@ def _parse_video(
     for i, ann in enumerate(entry["annotations"]):
         seg = ann.get("segment")
         if not (
-            isinstance(seg, (list, tuple))
-            and len(seg) == 2
-            and all(_is_number(x) and math.isfinite(x) for x in seg)
+            isinstance(seg, (list, tuple)) and len(seg) == 2 and all(_is_number(x) and math.isfinite(x) for x in seg)
         ):
             raise DataError(f'{where}, annotation {i}: "segment" must be two finite numbers [start, end], got {seg!r}')
         start, end = float(seg[0]), float(seg[1])

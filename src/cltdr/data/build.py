@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config
-from .annotations import AnnotationSet, load_annotations, read_class_names
-from .dataset import TALDataset, make_collate
-from .features import FeatureStore
+from cltdr.config import Config
+from cltdr.data.annotations import AnnotationSet, load_annotations, read_class_names
+from cltdr.data.dataset import TALDataset, make_collate
+from cltdr.data.features import FeatureStore
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic model, unless dataset.class_names names it
 
@@ -32,8 +32,13 @@ def load_split(cfg: Config, subset: str) -> AnnotationSet:
     file's own classes)."""
     d = cfg.dataset
     names = None if d.class_agnostic else class_names(cfg)
-    split = load_annotations(d.annotation_file, subsets=[subset], class_names=names, default_fps=d.default_fps,
-                             segment_policy=d.segment_policy)
+    split = load_annotations(
+        d.annotation_file,
+        subsets=[subset],
+        class_names=names,
+        default_fps=d.default_fps,
+        segment_policy=d.segment_policy,
+    )
     if not (d.class_agnostic or d.feat_fps):
         return split
     videos = []
@@ -52,18 +57,30 @@ def pyramid_name(cfg: Config) -> str:
 def feature_store(cfg: Config) -> FeatureStore:
     d = cfg.dataset
     return FeatureStore(
-        sources=tuple(d.feat_sources), input_dim=d.input_dim, feat_stride=d.feat_stride, num_frames=d.num_frames,
-        prefix=d.feat_prefix, ext=d.feat_ext, keys=tuple(d.feat_keys) if d.feat_keys else None,
-        layout=d.feat_layout, downsample_rate=d.downsample_rate, resize_to=d.resize_to,
+        sources=tuple(d.feat_sources),
+        input_dim=d.input_dim,
+        feat_stride=d.feat_stride,
+        num_frames=d.num_frames,
+        prefix=d.feat_prefix,
+        ext=d.feat_ext,
+        keys=tuple(d.feat_keys) if d.feat_keys else None,
+        layout=d.feat_layout,
+        downsample_rate=d.downsample_rate,
+        resize_to=d.resize_to,
     )
 
 
 def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDataset:
     d = cfg.dataset
     return TALDataset(
-        split.videos, store=feature_store(cfg), training=training, max_seq_len=d.max_seq_len,
-        crop_ratio=d.crop_ratio if training else None, trunc_thresh=d.trunc_thresh,
-        noise_std=d.noise_std if training else 0.0, min_length=cfg.divisor,
+        split.videos,
+        store=feature_store(cfg),
+        training=training,
+        max_seq_len=d.max_seq_len,
+        crop_ratio=d.crop_ratio if training else None,
+        trunc_thresh=d.trunc_thresh,
+        noise_std=d.noise_std if training else 0.0,
+        min_length=cfg.divisor,
         min_length_reason=pyramid_name(cfg),
         seed=cfg.train.seed,
     )
@@ -74,8 +91,13 @@ def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0
     generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
     dataset.set_epoch(epoch)
     return DataLoader(
-        dataset, batch_size=cfg.train.batch_size if training else 1, shuffle=training, drop_last=False,
-        generator=generator, collate_fn=make_collate(cfg.divisor), num_workers=cfg.train.num_workers,
+        dataset,
+        batch_size=cfg.train.batch_size if training else 1,
+        shuffle=training,
+        drop_last=False,
+        generator=generator,
+        collate_fn=make_collate(cfg.divisor),
+        num_workers=cfg.train.num_workers,
     )
 
 

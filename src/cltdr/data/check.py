@@ -18,17 +18,17 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from ..config import Config
-from ..errors import DataError
-from .annotations import VideoRecord
-from .build import feature_store, load_split, pyramid_name
-from .dataset import TALDataset
-from .features import FeatureError, FeatureStore, check_length
-from ..training.recipe import INITIAL_WEIGHT_SHARE, schedule
+from cltdr.config import Config
+from cltdr.data.annotations import VideoRecord
+from cltdr.data.build import feature_store, load_split, pyramid_name
+from cltdr.data.dataset import TALDataset
+from cltdr.data.features import FeatureError, FeatureStore, check_length
+from cltdr.errors import DataError
+from cltdr.training.recipe import INITIAL_WEIGHT_SHARE, schedule
 
 LENGTH_TOLERANCE = 0.05  # features may cover the video's duration to within 5% (or 2 feature strides)
 DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close: a duplicate (as in the evaluation)
@@ -73,16 +73,27 @@ def check_video(store: FeatureStore, rec: VideoRecord, min_length: int, reason: 
     covered = stored.span_seconds(T)
     if abs(covered - rec.duration) > max(LENGTH_TOLERANCE * rec.duration, 2 * store.feat_stride / rec.fps):
         expected = stored.expected_steps(rec.duration)
-        problems.append(Problem(
-            "warning", "length vs duration",
-            f"{where} has {T} steps covering {covered:.1f} s at {rec.fps:g} fps, but the video lasts "
-            f"{rec.duration:.1f} s (expected about {expected} steps = (duration x fps - num_frames) / feat_stride "
-            f"+ 1); check fps, feat_stride and num_frames", rec.video_id))
+        problems.append(
+            Problem(
+                "warning",
+                "length vs duration",
+                f"{where} has {T} steps covering {covered:.1f} s at {rec.fps:g} fps, but the video lasts "
+                f"{rec.duration:.1f} s (expected about {expected} steps = (duration x fps - num_frames) / feat_stride "
+                f"+ 1); check fps, feat_stride and num_frames",
+                rec.video_id,
+            )
+        )
     segments = store.grid(rec.fps, T).to_grid(np.asarray(rec.segments))  # (N, 2) input steps
     beyond = int((segments[:, 0] >= steps - 0.5).sum())
     if beyond:
-        problems.append(Problem("warning", "actions after the features",
-                                f"{where}: {beyond} actions start after its {steps} steps end", rec.video_id))
+        problems.append(
+            Problem(
+                "warning",
+                "actions after the features",
+                f"{where}: {beyond} actions start after its {steps} steps end",
+                rec.video_id,
+            )
+        )
     return VideoCheck(steps, segments[:, 1] - segments[:, 0], problems)
 
 
@@ -91,8 +102,9 @@ def annotation_problems(rec: VideoRecord, class_names: list[str] | None = None) 
     again with another label: normal in MultiTHUMOS, kept). Labels are named by ``class_names`` when given."""
     problems = []
     if len(rec.labels) == 0:
-        problems.append(Problem("warning", "video without actions", f"video {rec.video_id!r} has no actions",
-                                rec.video_id))
+        problems.append(
+            Problem("warning", "video without actions", f"video {rec.video_id!r} has no actions", rec.video_id)
+        )
     seg, lab = np.asarray(rec.segments), np.asarray(rec.labels)
     close = (np.abs(seg[:, None, :] - seg[None, :, :]) <= DUPLICATE_TOL_S).all(axis=2)  # (N, N)
     earlier = np.tril(close, k=-1)  # pairs (i, j) with j < i
@@ -100,22 +112,30 @@ def annotation_problems(rec: VideoRecord, class_names: list[str] | None = None) 
     duplicates = np.flatnonzero((earlier & same_label).any(axis=1))
     if duplicates.size:
         i = int(duplicates[0])
-        problems.append(Problem(
-            "warning", "duplicate annotations",
-            f"video {rec.video_id!r}: {duplicates.size} duplicate annotations, e.g. "
-            f"{class_names[lab[i]] if class_names else f'label {lab[i]}'!r} "
-            f"{seg[i].tolist()} (ignored by the evaluation)", rec.video_id))
+        problems.append(
+            Problem(
+                "warning",
+                "duplicate annotations",
+                f"video {rec.video_id!r}: {duplicates.size} duplicate annotations, e.g. "
+                f"{class_names[lab[i]] if class_names else f'label {lab[i]}'!r} "
+                f"{seg[i].tolist()} (ignored by the evaluation)",
+                rec.video_id,
+            )
+        )
     multi_label = int((earlier & ~same_label).any(axis=1).sum())
     return problems, multi_label
 
 
 def _load_problems(caught: list[warnings.WarningMessage]) -> list[Problem]:
     """The segment-policy warnings of :func:`load_annotations`, as problems."""
-    return [Problem("warning", "segments outside their video", str(w.message)) for w in caught
-            if "outside" in str(w.message)]
+    return [
+        Problem("warning", "segments outside their video", str(w.message))
+        for w in caught
+        if "outside" in str(w.message)
+    ]
 
 
-def _stats(values: list[float] | np.ndarray) -> dict[str, float]:
+def _stats(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return {}
@@ -147,11 +167,18 @@ class SplitReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "role": self.role, "subset": self.subset, "videos": self.num_videos, "actions": self.num_actions,
-            "classes": len([c for c in self.class_counts.values() if c]), "class_counts": self.class_counts,
-            "video_steps": _stats(self.video_steps), "action_steps": _stats(self.action_steps),
-            "actions_per_video": _stats(self.actions_per_video), "multi_label_segments": self.multi_label_segments,
-            "errors": dict(self.counts("error")), "warnings": dict(self.counts("warning")),
+            "role": self.role,
+            "subset": self.subset,
+            "videos": self.num_videos,
+            "actions": self.num_actions,
+            "classes": len([c for c in self.class_counts.values() if c]),
+            "class_counts": self.class_counts,
+            "video_steps": _stats(self.video_steps),
+            "action_steps": _stats(self.action_steps),
+            "actions_per_video": _stats(self.actions_per_video),
+            "multi_label_segments": self.multi_label_segments,
+            "errors": dict(self.counts("error")),
+            "warnings": dict(self.counts("warning")),
             "problems": [vars(p) for p in self.problems],
         }
 
@@ -208,16 +235,24 @@ def _training_checks(cfg: Config, splits: list[SplitReport]) -> None:
     recipe = _recipe(cfg, train)
     share = recipe["ema_initial_share"]
     if share is not None and share > INITIAL_WEIGHT_SHARE:
-        train.problems.append(Problem(
-            "warning", "EMA keeps the initial weights",
-            f"the evaluated EMA still holds {share:.0%} of the initial weights after the {recipe['total_steps']} "
-            "optimiser steps of this schedule: set train.ema_warmup: true, lower train.ema_decay or train longer"))
+        train.problems.append(
+            Problem(
+                "warning",
+                "EMA keeps the initial weights",
+                f"the evaluated EMA still holds {share:.0%} of the initial weights after the {recipe['total_steps']} "
+                "optimiser steps of this schedule: set train.ema_warmup: true, lower train.ema_decay or train longer",
+            )
+        )
     untrained = [c for c, n in train.class_counts.items() if n == 0]
     if untrained and not cfg.dataset.class_agnostic:
-        train.problems.append(Problem(
-            "warning", "classes without training actions",
-            f"{len(untrained)} classes have no action in subset {train.subset!r} (the model never learns them), "
-            f"e.g. {untrained[:5]}"))
+        train.problems.append(
+            Problem(
+                "warning",
+                "classes without training actions",
+                f"{len(untrained)} classes have no action in subset {train.subset!r} (the model never learns them), "
+                f"e.g. {untrained[:5]}",
+            )
+        )
 
 
 def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
@@ -232,8 +267,12 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
         max_seq_len = int(math.ceil(np.percentile(videos, 90) / divisor) * divisor)
         why = "crops of this length keep 90% of the training videos whole"
     out: dict[str, Any] = {
-        "max_seq_len": {"suggested": max_seq_len, "current": d.max_seq_len, "why": why,
-                        "videos_cropped_now": round(float((videos > d.max_seq_len).mean()), 3)},
+        "max_seq_len": {
+            "suggested": max_seq_len,
+            "current": d.max_seq_len,
+            "why": why,
+            "videos_cropped_now": round(float((videos > d.max_seq_len).mean()), 3),
+        },
         "recipe": _recipe(cfg, train),
     }
     if not train.action_steps:
@@ -247,10 +286,12 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
     suggested_ranges = [[0, 4]] + [[2 ** (l + 1), 2 ** (l + 2)] for l in range(1, levels)]
     suggested_ranges[-1][1] = "inf"
     out["num_levels"] = {
-        "suggested": levels, "current": cfg.model.num_levels, "regression_range": suggested_ranges,
+        "suggested": levels,
+        "current": cfg.model.num_levels,
+        "regression_range": suggested_ranges,
         "why": f"at most {TOP_LEVEL_SHARE:.0%} of the training actions are longer than the last closed range "
-               "(an action's largest regression distance is about half its length), and the shortest training "
-               f"video ({int(videos.min())} steps) fills the coarsest level",
+        "(an action's largest regression distance is about half its length), and the shortest training "
+        f"video ({int(videos.min())} steps) fills the coarsest level",
         "actions_per_level_now": dict(zip([f"[{lo:g}, {hi:g})" for lo, hi in ranges], shares)),
     }
     return out
@@ -259,11 +300,14 @@ def suggest(cfg: Config, train: SplitReport) -> dict[str, Any]:
 def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
     """The schedule in optimiser steps and what the EMA averages at its end (``cltdr.training.recipe``)."""
     t = cfg.train
-    sched = schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay,
-                            t.ema_warmup)
-    return {"iters_per_epoch": sched.iters_per_epoch, "warmup_steps": sched.warmup_steps,
-            "total_steps": sched.total_steps, "ema_horizon_steps": sched.ema_horizon,
-            "ema_initial_share": sched.initial_share}
+    sched = schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay, t.ema_warmup)
+    return {
+        "iters_per_epoch": sched.iters_per_epoch,
+        "warmup_steps": sched.warmup_steps,
+        "total_steps": sched.total_steps,
+        "ema_horizon_steps": sched.ema_horizon,
+        "ema_initial_share": sched.initial_share,
+    }
 
 
 def check_dataset(cfg: Config) -> CheckReport:
@@ -298,11 +342,15 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
         prep.append(f"every {d.downsample_rate}th step")
     if d.resize_to:
         prep.append(f"resized to {d.resize_to} steps")
-    lines = [f"features: {sources} ({d.feat_ext}, {d.input_dim} channels, stride {d.feat_stride:g}, "
-             f"{d.num_frames:g} frames per feature{', ' + ', '.join(prep) if prep else ''})"]
+    lines = [
+        f"features: {sources} ({d.feat_ext}, {d.input_dim} channels, stride {d.feat_stride:g}, "
+        f"{d.num_frames:g} frames per feature{', ' + ', '.join(prep) if prep else ''})"
+    ]
     for s in report.splits:
-        lines.append(f"\n[{s.role}] subset {s.subset!r}: {s.num_videos} videos, {s.num_actions} actions, "
-                     f"{sum(1 for n in s.class_counts.values() if n)} classes")
+        lines.append(
+            f"\n[{s.role}] subset {s.subset!r}: {s.num_videos} videos, {s.num_actions} actions, "
+            f"{sum(1 for n in s.class_counts.values() if n)} classes"
+        )
         if s.class_counts:
             shown = ", ".join(f"{c} {n}" for c, n in sorted(s.class_counts.items(), key=lambda x: (-x[1], x[0])))
             lines.append(f"  actions per class: {shown}")
@@ -325,21 +373,30 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
     if report.suggestions:
         lines.append("\nsuggested settings (from the training subset):")
         m = report.suggestions["max_seq_len"]
-        lines.append(f"  dataset.max_seq_len: {m['suggested']} (now {m['current']}; {m['why']}; "
-                     f"{m['videos_cropped_now']:.0%} of the training videos are cropped now)")
+        lines.append(
+            f"  dataset.max_seq_len: {m['suggested']} (now {m['current']}; {m['why']}; "
+            f"{m['videos_cropped_now']:.0%} of the training videos are cropped now)"
+        )
         if "num_levels" in report.suggestions:
             n = report.suggestions["num_levels"]
             ranges = " ".join(f"[{lo},{hi}]" for lo, hi in n["regression_range"])
-            lines.append(f"  model.num_levels: {n['suggested']} (now {n['current']}): regression ranges {ranges} "
-                         f"steps; {n['why']}")
+            lines.append(
+                f"  model.num_levels: {n['suggested']} (now {n['current']}): regression ranges {ranges} "
+                f"steps; {n['why']}"
+            )
             now = " | ".join(f"{k} {v:.0%}" for k, v in n["actions_per_level_now"].items())
             lines.append(f"  training actions per level now: {now}")
         r = report.suggestions["recipe"]
-        ema = ("no EMA" if r["ema_horizon_steps"] is None else
-               f"the EMA averages about the last {r['ema_horizon_steps']:.0f} steps at the end, the initial "
-               f"weights keep {r['ema_initial_share']:.1%} of it")
-        lines.append(f"  schedule: {r['iters_per_epoch']} iterations per epoch, {r['warmup_steps']} warm-up + "
-                     f"{r['total_steps'] - r['warmup_steps']} steps = {r['total_steps']} optimiser steps; {ema}")
+        ema = (
+            "no EMA"
+            if r["ema_horizon_steps"] is None
+            else f"the EMA averages about the last {r['ema_horizon_steps']:.0f} steps at the end, the initial "
+            f"weights keep {r['ema_initial_share']:.1%} of it"
+        )
+        lines.append(
+            f"  schedule: {r['iters_per_epoch']} iterations per epoch, {r['warmup_steps']} warm-up + "
+            f"{r['total_steps'] - r['warmup_steps']} steps = {r['total_steps']} optimiser steps; {ema}"
+        )
     errors = report.errors
     if errors:
         lines.append(f"\nresult: {len(errors)} errors: the dataset cannot be used as configured")
@@ -367,9 +424,15 @@ def preflight(dataset: TALDataset, max_listed: int = 5) -> None:
         bad = len({p.video_id for p in errors})
         listed = "\n  ".join(p.message for p in errors[:max_listed])
         more = f"\n  ... and {len(errors) - max_listed} more" if len(errors) > max_listed else ""
-        raise DataError(f"{bad} of {len(dataset.videos)} videos of subset {subset!r} cannot be used:\n  {listed}"
-                        f"{more}\n(`cltdr check CONFIG` reports every problem of the dataset)")
+        raise DataError(
+            f"{bad} of {len(dataset.videos)} videos of subset {subset!r} cannot be used:\n  {listed}"
+            f"{more}\n(`cltdr check CONFIG` reports every problem of the dataset)"
+        )
     if warned:
         kinds = Counter(p.kind for p in warned)
-        warnings.warn(f"subset {subset!r}: " + ", ".join(f"{n} x {k}" for k, n in sorted(kinds.items()))
-                      + f"; e.g. {warned[0].message} (`cltdr check CONFIG` lists them all)", stacklevel=3)
+        warnings.warn(
+            f"subset {subset!r}: "
+            + ", ".join(f"{n} x {k}" for k, n in sorted(kinds.items()))
+            + f"; e.g. {warned[0].message} (`cltdr check CONFIG` lists them all)",
+            stacklevel=3,
+        )

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import DataError
-from ..utils.io import atomic_write_json, read_json
+from cltdr.errors import DataError
+from cltdr.utils.io import atomic_write_json, read_json
 
 DEFAULT_MARGIN_S = 1.0  # a video without known duration lasts until its last action ends plus this
 EPIC_TASKS = ("verb", "noun", "action")
@@ -70,12 +70,17 @@ class Conversion:
 
     def summary(self) -> str:
         videos = Counter(v["subset"] for v in self.database.values())
-        actions = Counter()
+        actions: Counter[str] = Counter()
         for v in self.database.values():
             actions[v["subset"]] += len(v["annotations"])
         rows = [f"  {s}: {videos[s]} videos, {actions[s]} actions" for s in sorted(videos)]
-        return "\n".join([f"{self.format}: {len(self.database)} videos, {len(self.class_names)} classes", *rows,
-                          *[f"  note: {n}" for n in self.notes]])
+        return "\n".join(
+            [
+                f"{self.format}: {len(self.database)} videos, {len(self.class_names)} classes",
+                *rows,
+                *[f"  note: {n}" for n in self.notes],
+            ]
+        )
 
 
 class _Builder:
@@ -126,8 +131,10 @@ class _Builder:
             database[video_id] = entry
         notes = [f"dropped {n} {what}" for what, n in sorted(self.dropped.items())]
         if self.guessed_durations:
-            notes.append(f"{self.guessed_durations} of {len(database)} videos had no known duration: set to their "
-                         f"last action's end + {self.opts.margin_s:g} s (give --video-info for the real durations)")
+            notes.append(
+                f"{self.guessed_durations} of {len(database)} videos had no known duration: set to their "
+                f"last action's end + {self.opts.margin_s:g} s (give --video-info for the real durations)"
+            )
         if not any("fps" in v for v in database.values()):
             notes.append("no fps written: set dataset.feat_fps (or default_fps) in the config")
         return Conversion(self.fmt, database, names, notes)
@@ -166,12 +173,14 @@ def load_video_info(path: Path | None) -> dict[str, dict[str, Any]]:
         database = data.get("database", data) if isinstance(data, dict) else None
         if not isinstance(database, dict):
             raise DataError(f"{path}: expected an annotation JSON with a 'database' mapping")
-        return {vid: {k: e[k] for k in ("duration", "fps", "subset") if isinstance(e, dict) and k in e}
-                for vid, e in database.items()}
+        return {
+            vid: {k: e[k] for k in ("duration", "fps", "subset") if isinstance(e, dict) and k in e}
+            for vid, e in database.items()
+        }
     info = {}
     for i, row in enumerate(_csv_rows(path, ["video_id", "duration"]), start=2):
         where = f"{path}, line {i}"
-        entry = {"duration": _number(row["duration"], "duration", where)}
+        entry: dict[str, Any] = {"duration": _number(row["duration"], "duration", where)}
         if row.get("fps"):
             entry["fps"] = _number(row["fps"], "fps", where)
         if row.get("subset"):
@@ -205,14 +214,20 @@ def convert_activitynet(inputs: Sequence[Path], opts: ConvertOptions, fmt: str =
         if not isinstance(entry, dict) or not isinstance(entry.get("subset"), str):
             raise DataError(f"{where}: expected an object with a string 'subset'")
         duration = entry.get("duration")
-        builder.video(video_id, entry["subset"], None if duration is None else _number(duration, "duration", where),
-                      entry.get("fps"))
+        builder.video(
+            video_id,
+            entry["subset"],
+            None if duration is None else _number(duration, "duration", where),
+            entry.get("fps"),
+        )
         for i, ann in enumerate(entry.get("annotations") or []):
             seg = ann.get("segment") if isinstance(ann, dict) else None
-            if not (isinstance(ann, dict) and isinstance(ann.get("label"), str) and isinstance(seg, list)
-                    and len(seg) == 2):
-                raise DataError(f"{where}, annotation {i}: expected {{'label': str, 'segment': [start, end]}}, "
-                                f"got {ann!r}")
+            if not (
+                isinstance(ann, dict) and isinstance(ann.get("label"), str) and isinstance(seg, list) and len(seg) == 2
+            ):
+                raise DataError(
+                    f"{where}, annotation {i}: expected {{'label': str, 'segment': [start, end]}}, got {ann!r}"
+                )
             builder.action(video_id, ann["label"], _number(seg[0], "start", where), _number(seg[1], "end", where))
     return builder.finish(_name_list(opts.classes[0]) if opts.classes else None)
 
@@ -240,8 +255,13 @@ def _epic_class_names(paths: Sequence[Path], part: str, rows: list[dict[str, str
     contains the part, or the only file given), else the most frequent ``part`` text among the rows of that id
     (ties: alphabetical)."""
     named = [p for p in paths if part in p.name.lower()]
-    path = named[0] if named else paths[0] if len(paths) == 1 and not any(
-        o in paths[0].name.lower() for o in ("verb", "noun")) else None
+    path = (
+        named[0]
+        if named
+        else paths[0]
+        if len(paths) == 1 and not any(o in paths[0].name.lower() for o in ("verb", "noun"))
+        else None
+    )
     if path is not None:
         return {int(_number(r["id"], "id", str(path))): r["key"] for r in _csv_rows(path, ["id", "key"])}
     texts: dict[int, Counter] = {}
@@ -258,8 +278,8 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
     required = ["video_id", "start_timestamp", "stop_timestamp"] + [c for p in parts for c in (p, f"{p}_class")]
     tables = []
     for item in map(str, inputs):
-        subset, path = item.split("=", 1) if "=" in item else (_subset_of(Path(item).name), item)
-        tables.append((subset, Path(path), _csv_rows(Path(path), required)))
+        subset, name = item.split("=", 1) if "=" in item else (_subset_of(Path(item).name), item)
+        tables.append((subset, Path(name), _csv_rows(Path(name), required)))
     all_rows = [row for _, _, rows in tables for row in rows]
     names = {p: _epic_class_names([Path(c) for c in opts.classes], p, all_rows) for p in parts}
     builder = _Builder("epic-kitchens", tables[0][1], load_video_info(opts.video_info), opts)
@@ -274,8 +294,12 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
             pairs.add(ids)
             builder.video(row["video_id"], subset)
             label = " ".join(names[p][cid] for p, cid in zip(parts, ids))
-            builder.action(row["video_id"], label, _timestamp(row["start_timestamp"], where),
-                           _timestamp(row["stop_timestamp"], where))
+            builder.action(
+                row["video_id"],
+                label,
+                _timestamp(row["start_timestamp"], where),
+                _timestamp(row["stop_timestamp"], where),
+            )
     if opts.task == "action":  # classes: the verb-noun pairs that occur, in (verb id, noun id) order
         order = [" ".join(names[p][cid] for p, cid in zip(parts, ids)) for ids in sorted(pairs)]
     else:  # every class of the class list, in id order (classes without actions included)

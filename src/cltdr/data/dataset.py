@@ -224,10 +224,13 @@ def collate(samples: list[VideoSample], divisor: int) -> Batch:
         raise ValueError("collate needs at least one sample")
     if divisor < 1:
         raise ValueError(f"divisor must be >= 1, got {divisor}")
-    channels = {s.feats.shape[0] for s in samples}
+    feats_list = [s.feats for s in samples if s.feats is not None]
+    if len(feats_list) != len(samples):
+        raise ValueError("collate needs samples that still hold their features")
+    channels = {f.shape[0] for f in feats_list}
     if len(channels) != 1:
         raise ValueError(f"samples have different channel counts {sorted(channels)}")
-    feats, mask = pad_features([s.feats for s in samples], divisor)
+    feats, mask = pad_features(feats_list, divisor)
     return Batch(
         feats=feats,
         mask=mask,

@@ -50,8 +50,14 @@ class FeatureError(DataError):
         self.kind = kind
 
 
-FEATURE_PROBLEMS = ("missing file", "unreadable file", "wrong shape", "wrong channels", "non-finite values",
-                    "too short")
+FEATURE_PROBLEMS = (
+    "missing file",
+    "unreadable file",
+    "wrong shape",
+    "wrong channels",
+    "non-finite values",
+    "too short",
+)
 
 
 def feature_path(feat_dir: str | os.PathLike, video_id: str, prefix: str = "", ext: str = ".npy") -> Path:
@@ -79,7 +85,11 @@ def _read_pickle(path: Path) -> Any:
 
 
 _READERS: dict[str, Callable[[Path], Any]] = {
-    ".npy": _read_npy, ".npz": _read_npz, ".pt": _read_torch, ".pth": _read_torch, ".pkl": _read_pickle,
+    ".npy": _read_npy,
+    ".npz": _read_npz,
+    ".pt": _read_torch,
+    ".pth": _read_torch,
+    ".pkl": _read_pickle,
     ".pickle": _read_pickle,
 }
 
@@ -115,7 +125,7 @@ def _read_file(path: Path, video_id: str) -> Any:
         raise FeatureError(
             "unreadable file",
             f"video {video_id!r}: feature file {path} has extension {path.suffix!r}; supported: "
-            f"{sorted(_READERS)} (or one HDF5 file: {list(HDF5_SUFFIXES)})"
+            f"{sorted(_READERS)} (or one HDF5 file: {list(HDF5_SUFFIXES)})",
         )
     if not path.is_file():
         raise FeatureError("missing file", _missing_file_message(path, video_id))
@@ -143,7 +153,7 @@ def _read_hdf5(path: Path, key: str, video_id: str) -> Any:
                 raise FeatureError(
                     "missing file",
                     f"video {video_id!r}: HDF5 feature file {path} has no entry {key!r} (it holds {len(names)} "
-                    f"entries, e.g. {names[:3]}; check feat_prefix)"
+                    f"entries, e.g. {names[:3]}; check feat_prefix)",
                 )
             node = f[key]
             return {k: node[k][()] for k in node} if isinstance(node, h5py.Group) else node[()]
@@ -228,7 +238,7 @@ def _check_values(feats: np.ndarray, input_dim: int, where: str) -> np.ndarray:
         raise FeatureError(
             "non-finite values",
             f"{where}: {int(bad.sum())} NaN or inf values (after conversion to float32), the first at step {t}, "
-            f"channel {c}"
+            f"channel {c}",
         )
     return feats
 
@@ -312,7 +322,7 @@ class FeatureStore:
 
     def locations(self, video_id: str, subset: str = "") -> list[tuple[Path, str | None]]:
         """Per source: (file, key inside an HDF5 file or None) holding this video's features."""
-        out = []
+        out: list[tuple[Path, str | None]] = []
         for source in self.sources:
             source = Path(str(source).replace("{subset}", subset))
             if is_hdf5(source):

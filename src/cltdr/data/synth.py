@@ -30,6 +30,7 @@ How a video is made (in feature steps; seconds only when the annotation is writt
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import zlib
@@ -121,17 +122,36 @@ class SynthPreset:
 PRESETS: dict[str, SynthPreset] = {
     # Unit tests: a few dozen short videos, generated in well under a second.
     "tiny": SynthPreset(
-        num_train_videos=16, num_test_videos=8,
-        video_steps_median=110, video_steps_sigma=0.3, video_steps_min=64, video_steps_max=160,
-        input_dim=32, num_classes=4, num_primitives=4, num_shared_openings=1,
-        action_len_median_s=2.5, action_len_sigma=0.6, action_len_max_frac=0.5,
+        num_train_videos=16,
+        num_test_videos=8,
+        video_steps_median=110,
+        video_steps_sigma=0.3,
+        video_steps_min=64,
+        video_steps_max=160,
+        input_dim=32,
+        num_classes=4,
+        num_primitives=4,
+        num_shared_openings=1,
+        action_len_median_s=2.5,
+        action_len_sigma=0.6,
+        action_len_max_frac=0.5,
     ),
     # `make demo`: learnable by a small temporal model in ~2 CPU minutes; 8 classes, 2 shared-opening pairs.
     "demo": SynthPreset(
-        num_train_videos=100, num_test_videos=40,
-        video_steps_median=300, video_steps_sigma=0.45, video_steps_min=128, video_steps_max=768,
-        input_dim=64, num_classes=8, num_primitives=6, num_shared_openings=2,
-        action_len_median_s=4.0, action_len_sigma=0.7, dense_video_prob=0.05, dense_len_scale=0.4,
+        num_train_videos=100,
+        num_test_videos=40,
+        video_steps_median=300,
+        video_steps_sigma=0.45,
+        video_steps_min=128,
+        video_steps_max=768,
+        input_dim=64,
+        num_classes=8,
+        num_primitives=6,
+        num_shared_openings=2,
+        action_len_median_s=4.0,
+        action_len_sigma=0.7,
+        dense_video_prob=0.05,
+        dense_len_scale=0.4,
         second_class_prob=0.35,
     ),
     # THUMOS14 statistics: 200/212 videos, mean ~1,570 steps (median 150 s, long tail capped at 12,000 steps),
@@ -139,11 +159,23 @@ PRESETS: dict[str, SynthPreset] = {
     # ~30% coverage, ~1.15 classes per video, 20 classes. input_dim 256 rather than I3D's 2048: the dataset
     # already takes ~0.7 GB at 256 channels, and 2048 would add nothing to the difficulty.
     "thumos-like": SynthPreset(
-        num_train_videos=200, num_test_videos=212,
-        video_steps_median=1150, video_steps_sigma=0.82, video_steps_min=150, video_steps_max=12000,
-        input_dim=256, num_classes=20, num_primitives=12, num_shared_openings=4,
-        action_len_median_s=3.3, action_len_sigma=0.86, action_len_max_frac=0.5,
-        coverage_std=0.12, dense_video_prob=0.08, dense_len_scale=0.5, second_class_prob=0.18,
+        num_train_videos=200,
+        num_test_videos=212,
+        video_steps_median=1150,
+        video_steps_sigma=0.82,
+        video_steps_min=150,
+        video_steps_max=12000,
+        input_dim=256,
+        num_classes=20,
+        num_primitives=12,
+        num_shared_openings=4,
+        action_len_median_s=3.3,
+        action_len_sigma=0.86,
+        action_len_max_frac=0.5,
+        coverage_std=0.12,
+        dense_video_prob=0.08,
+        dense_len_scale=0.5,
+        second_class_prob=0.18,
         signal_norm=2.5,
     ),
 }
@@ -344,8 +376,9 @@ def _lowpass_noise(rng: np.random.Generator, T: int, R: int, corr_steps: float) 
     pad = int(3 * corr_steps)
     white = rng.standard_normal((T + 2 * pad, R))
     freq = np.fft.rfftfreq(T + 2 * pad)
-    smooth = np.fft.irfft(np.fft.rfft(white, axis=0) * np.exp(-0.5 * (freq * corr_steps) ** 2)[:, None],
-                          n=T + 2 * pad, axis=0)[pad : pad + T]
+    smooth = np.fft.irfft(
+        np.fft.rfft(white, axis=0) * np.exp(-0.5 * (freq * corr_steps) ** 2)[:, None], n=T + 2 * pad, axis=0
+    )[pad : pad + T]
     return smooth / (smooth.std(axis=0, keepdims=True) + 1e-8)
 
 
@@ -433,11 +466,10 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "demo", see
     for n, plan in enumerate(plans):
         rng = np.random.default_rng(_seed_seq(seed, name, 3, n))
         x = _render_video(plan, p, grammar, rng)
-        atomic_write(feat_dir / f"{plan.video_id}.npy", lambda f, x=x: np.save(f, x), mode="wb")
+        atomic_write(feat_dir / f"{plan.video_id}.npy", functools.partial(np.save, arr=x), mode="wb")
         database[plan.video_id] = _annotation_entry(plan, p, np.random.default_rng(_seed_seq(seed, name, 4, n)))
         meta_videos[plan.video_id] = [
-            {"label_id": it.label_id, "primitives": list(it.primitives), "steps": list(it.bounds)}
-            for it in plan.items
+            {"label_id": it.label_id, "primitives": list(it.primitives), "steps": list(it.bounds)} for it in plan.items
         ]
     class_names = [_class_name(k) for k in range(p.num_classes)]
     meta = {
@@ -451,9 +483,17 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "demo", see
     atomic_write_json(root / "synth_meta.json", meta, indent=None)
     atomic_write_json(root / "annotations.json", {"version": f"cltdr-synth-{name}", "database": database})
     return SynthInfo(
-        root=root, annotation_path=root / "annotations.json", feat_dir=feat_dir, class_names=class_names,
-        input_dim=p.input_dim, fps=p.fps, feat_stride=p.feat_stride, num_frames=p.num_frames,
-        train_subset=TRAIN_SUBSET, test_subset=TEST_SUBSET, meta_path=root / "synth_meta.json",
+        root=root,
+        annotation_path=root / "annotations.json",
+        feat_dir=feat_dir,
+        class_names=class_names,
+        input_dim=p.input_dim,
+        fps=p.fps,
+        feat_stride=p.feat_stride,
+        num_frames=p.num_frames,
+        train_subset=TRAIN_SUBSET,
+        test_subset=TEST_SUBSET,
+        meta_path=root / "synth_meta.json",
     )
 
 
@@ -466,7 +506,12 @@ def describe_database(database: dict[str, Any], feat_stride: float = 4, num_fram
     subsets: dict[str, int] = {}
     actions: dict[str, int] = {}
     class_counts: dict[str, int] = {}
-    steps, secs, lens, per_video, coverage, classes = [], [], [], [], [], []
+    steps: list[float] = []
+    secs: list[float] = []
+    lens: list[float] = []
+    per_video: list[int] = []
+    coverage: list[float] = []
+    classes: list[int] = []
     for entry in database.values():
         sub, dur, fps = entry["subset"], float(entry["duration"]), float(entry.get("fps") or 30.0)
         anns = entry["annotations"]
@@ -486,7 +531,10 @@ def describe_database(database: dict[str, Any], feat_stride: float = 4, num_fram
         classes.append(len({a["label"] for a in anns}))
         for a in anns:
             class_counts[a["label"]] = class_counts.get(a["label"], 0) + 1
-    stat = lambda v: {"mean": round(float(np.mean(v)), 3), "median": _pct(v, 50), "max": round(float(max(v)), 3)}
+
+    def stat(v):
+        return {"mean": round(float(np.mean(v)), 3), "median": _pct(v, 50), "max": round(float(max(v)), 3)}
+
     return {
         "videos": subsets,
         "actions": actions,

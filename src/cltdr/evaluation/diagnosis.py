@@ -133,7 +133,7 @@ def class_average_map_n(
     K = len(matching.num_gt)
     ap = np.full((len(matching.thresholds), K), np.nan)
     for k in np.nonzero(num_gt)[0]:
-        idx = matching.class_slice(k)
+        idx = matching.class_slice(int(k))
         if limit is not None:
             idx = idx[: limit * matching.num_gt[k]]
         tp = matching.tp[:, idx]  # (M, n)
@@ -173,10 +173,12 @@ def false_positive_analysis(
         shares = np.nan_to_num(counts / sizes[:, None])
         cum_shares = np.nan_to_num(cumulative / np.cumsum(sizes)[:, None])
     base = float(np.nanmean(class_average_map_n(matching, normalized_count, limit=blocks)))
-    gains = np.array([
-        float(np.nanmean(class_average_map_n(matching, normalized_count, limit=blocks, drop=types == code))) - base
-        for code in range(1, len(ERROR_TYPES))
-    ])
+    gains = np.array(
+        [
+            float(np.nanmean(class_average_map_n(matching, normalized_count, limit=blocks, drop=types == code))) - base
+            for code in range(1, len(ERROR_TYPES))
+        ]
+    )
     return FalsePositiveAnalysis(shares, sizes, cum_shares, base, gains)
 
 
@@ -198,7 +200,10 @@ def sensitivity(
 
 
 def false_negative_rates(
-    matching: Matching, gt_bins: np.ndarray, num_bins: int, normalized_count: float,
+    matching: Matching,
+    gt_bins: np.ndarray,
+    num_bins: int,
+    normalized_count: float,
     min_precision: float = FN_MIN_PRECISION,
 ) -> np.ndarray:
     """(num_bins,) share of each bin's ground truth left undetected, averaged over thresholds (NaN: empty bin).
@@ -206,7 +211,7 @@ def false_negative_rates(
     M = len(matching.thresholds)
     detected = np.zeros((M, len(gt_bins)), dtype=bool)  # (M, G)
     for k in range(len(matching.num_gt)):
-        idx = matching.class_slice(k)
+        idx = matching.class_slice(int(k))
         tp = matching.tp[:, idx]  # (M, n)
         precision, _ = precision_recall(tp, matching.num_gt[k], normalized_count)
         ok = tp & (precision > min_precision)
@@ -246,8 +251,11 @@ class Diagnosis:
         def per_bin(name: str, values: np.ndarray, key: str) -> dict:
             b = self.bins[name]
             return {
-                label: {key: _finite_or_none(v), "num_ground_truth": int(n),
-                        "range": [_finite_or_none(b.edges[i]), _finite_or_none(b.edges[i + 1])]}
+                label: {
+                    key: _finite_or_none(v),
+                    "num_ground_truth": int(n),
+                    "range": [_finite_or_none(b.edges[i]), _finite_or_none(b.edges[i + 1])],
+                }
                 for i, (label, v, n) in enumerate(zip(b.names, values, self.bin_counts[name]))
             }
 
@@ -274,17 +282,25 @@ class Diagnosis:
     def format_summary(self) -> str:
         """A few readable lines: the profile at 1G, the removal gains, the sensitivity and false negatives."""
         fp = self.false_positives
-        lines = [f"tIoU {', '.join(f'{t:.2f}' for t in self.thresholds)}; {self.num_ground_truth} instances, "
-                 f"{self.num_classes} classes; average-mAP_N {100 * self.average_map_n:.2f} "
-                 f"(top 10G: {100 * fp.average_map_n:.2f})"]
-        lines.append("false-positive profile at 1G (%): " + ", ".join(
-            f"{name} {100 * v:.1f}" for name, v in zip(ERROR_TYPES, fp.block_shares[0])))
-        lines.append("average-mAP_N gain when removed (points): " + ", ".join(
-            f"{name} {100 * v:.2f}" for name, v in zip(ERROR_TYPES[1:], fp.removal_gain)))
+        lines = [
+            f"tIoU {', '.join(f'{t:.2f}' for t in self.thresholds)}; {self.num_ground_truth} instances, "
+            f"{self.num_classes} classes; average-mAP_N {100 * self.average_map_n:.2f} "
+            f"(top 10G: {100 * fp.average_map_n:.2f})"
+        ]
+        lines.append(
+            "false-positive profile at 1G (%): "
+            + ", ".join(f"{name} {100 * v:.1f}" for name, v in zip(ERROR_TYPES, fp.block_shares[0]))
+        )
+        lines.append(
+            "average-mAP_N gain when removed (points): "
+            + ", ".join(f"{name} {100 * v:.2f}" for name, v in zip(ERROR_TYPES[1:], fp.removal_gain))
+        )
         for title, table in (("average-mAP_N (%)", self.sensitivity), ("false negatives (%)", self.false_negatives)):
             for name, values in table.items():
-                cells = ", ".join(f"{label} {'-' if math.isnan(v) else f'{100 * v:.1f}'}"
-                                  for label, v in zip(self.bins[name].names, values))
+                cells = ", ".join(
+                    f"{label} {'-' if math.isnan(v) else f'{100 * v:.1f}'}"
+                    for label, v in zip(self.bins[name].names, values)
+                )
                 lines.append(f"{title} by {name}: {cells}")
         return "\n".join(lines)
 
@@ -317,8 +333,10 @@ def diagnose(
     assigned = {name: edges[name].assign(values[name]) for name in CHARACTERISTICS}
     if np.isnan(values["coverage"]).any():
         missing = sorted({gt.videos[v] for v in gt.video[np.isnan(values["coverage"])]})
-        raise DataError(f"ground truth: video {missing[0]!r} has no 'duration' (needed for the coverage of its "
-                        f"actions; {len(missing)} such video(s))")
+        raise DataError(
+            f"ground truth: video {missing[0]!r} has no 'duration' (needed for the coverage of its "
+            f"actions; {len(missing)} such video(s))"
+        )
     return Diagnosis(
         thresholds=thresholds,
         num_ground_truth=len(gt.labels),
@@ -328,9 +346,13 @@ def diagnose(
         bins=edges,
         false_positives=false_positive_analysis(error_types(gt, matching, min_tiou), matching, normalized_count),
         average_map_n=float(np.nanmean(class_average_map_n(matching, normalized_count))),
-        sensitivity={name: sensitivity(matching, gt.labels, assigned[name], len(edges[name].names), normalized_count)
-                     for name in CHARACTERISTICS},
+        sensitivity={
+            name: sensitivity(matching, gt.labels, assigned[name], len(edges[name].names), normalized_count)
+            for name in CHARACTERISTICS
+        },
         bin_counts={name: np.bincount(b[b >= 0], minlength=len(edges[name].names)) for name, b in assigned.items()},
-        false_negatives={name: false_negative_rates(matching, assigned[name], len(edges[name].names), normalized_count)
-                         for name in CHARACTERISTICS},
+        false_negatives={
+            name: false_negative_rates(matching, assigned[name], len(edges[name].names), normalized_count)
+            for name in CHARACTERISTICS
+        },
     )

@@ -22,8 +22,10 @@ def split_label(label: object, where: str) -> tuple[str, str]:
     """``"verb,noun"`` -> (verb, noun), spaces around the parts removed."""
     parts = label.split(",") if isinstance(label, str) else []
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise DataError(f"{where}: label {label!r} is not 'verb,noun' (EPIC-Kitchens labels join the verb and "
-                        "the noun with one comma, e.g. 'take,cup' or '3,12')")
+        raise DataError(
+            f"{where}: label {label!r} is not 'verb,noun' (EPIC-Kitchens labels join the verb and "
+            "the noun with one comma, e.g. 'take,cup' or '3,12')"
+        )
     return parts[0].strip(), parts[1].strip()
 
 
@@ -41,7 +43,8 @@ def task_ground_truth(ground_truth: Mapping, task: str) -> dict:
             continue
         anns = [
             {**ann, "label": _relabel(ann.get("label"), task, f"ground truth: video {video!r}, annotation {i}")}
-            if isinstance(ann, dict) else ann
+            if isinstance(ann, dict)
+            else ann
             for i, ann in enumerate(info.get("annotations", []))
         ]
         database[video] = {**info, "annotations": anns}
@@ -57,7 +60,8 @@ def task_predictions(predictions: Mapping, task: str, source: str) -> dict:
             continue
         results[video] = [
             {**e, "label": _relabel(e.get("label"), task, f"{source}: video {video!r}, entry {i}")}
-            if isinstance(e, dict) and "label" in e else e
+            if isinstance(e, dict) and "label" in e
+            else e
             for i, e in enumerate(entries)
         ]
     return {"results": results}
@@ -78,8 +82,9 @@ def evaluate_epic(
     sources = {"verb": verbs, "noun": nouns, "action": None}
     out = {}
     for task in TASKS:
-        if sources[task] is not None:
-            pred = sources[task]
+        given = sources[task]
+        if given is not None:
+            pred = given
         elif actions is not None:
             pred = task_predictions(actions, task, source)
         else:

@@ -29,8 +29,9 @@ def predictions_csv(predictions: Mapping, source: str = "predictions") -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for i in order:
-        writer.writerow((videos[i], repr(float(segments[i, 0])), repr(float(segments[i, 1])), labels[i],
-                         repr(float(scores[i]))))
+        writer.writerow(
+            (videos[i], repr(float(segments[i, 0])), repr(float(segments[i, 1])), labels[i], repr(float(scores[i])))
+        )
     return out.getvalue()
 
 
@@ -46,11 +47,11 @@ def detad_predictions(
     """DETAD's prediction file and the number of detections left out: with ``gt``, those whose label is not a
     ground-truth class or whose video is not in its subset (DETAD stops at an unknown label)."""
     videos, labels, scores, segments = flatten_predictions(predictions, source)
-    classes, subset = (set(gt.class_names), set(gt.videos)) if gt is not None else (None, None)
+    classes, subset = (set(gt.class_names), set(gt.videos)) if gt is not None else (set(), set())
     results: dict[str, list[dict]] = {}
     dropped = 0
     for video, label, score, (start, end) in zip(videos, labels, scores.tolist(), segments.tolist()):
-        if classes is not None and (label not in classes or video not in subset):
+        if gt is not None and (label not in classes or video not in subset):
             dropped += 1
             continue
         results.setdefault(video, []).append({"label": label, "score": score, "segment": [start, end]})
@@ -69,13 +70,16 @@ def detad_ground_truth(ground_truth: Mapping, subset: str) -> dict:
     }
     for i in range(len(gt.labels)):
         coverage = values["coverage"][i]
-        database[gt.videos[gt.video[i]]]["annotations"].append({
-            "label": gt.class_names[gt.labels[i]],
-            "segment": gt.segments[i].tolist(),
-            "coverage": None if np.isnan(coverage) else float(coverage),
-            "length": float(values["length"][i]),
-            "num-instances": int(values["num_instances"][i]),
-        })
-    taxonomy = [{"nodeName": name, "nodeId": k, "parentName": "root", "parentId": -1}
-                for k, name in enumerate(gt.class_names)]
+        database[gt.videos[gt.video[i]]]["annotations"].append(
+            {
+                "label": gt.class_names[gt.labels[i]],
+                "segment": gt.segments[i].tolist(),
+                "coverage": None if np.isnan(coverage) else float(coverage),
+                "length": float(values["length"][i]),
+                "num-instances": int(values["num_instances"][i]),
+            }
+        )
+    taxonomy = [
+        {"nodeName": name, "nodeId": k, "parentName": "root", "parentId": -1} for k, name in enumerate(gt.class_names)
+    ]
     return {"version": "cltdr", "taxonomy": taxonomy, "database": database}

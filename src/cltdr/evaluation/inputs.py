@@ -6,12 +6,9 @@ Every problem a user can cause raises :class:`~cltdr.errors.DataError` naming th
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 import numpy as np
 
@@ -52,9 +49,7 @@ def validate_predictions(obj: Mapping, source: str, require_label: bool = True) 
                 raise DataError(f"{where}: label {label!r} is not a string (class names are expected)")
             if not is_finite_number(score):
                 raise DataError(f"{where}: score {score!r} is not a finite number")
-            if not (
-                isinstance(segment, (list, tuple)) and len(segment) == 2 and all(map(is_finite_number, segment))
-            ):
+            if not (isinstance(segment, (list, tuple)) and len(segment) == 2 and all(map(is_finite_number, segment))):
                 raise DataError(f"{where}: segment {segment!r} is not [start, end] with finite numbers")
             if segment[1] < segment[0]:
                 raise DataError(f"{where}: segment {segment!r} ends before it starts")
@@ -235,5 +230,5 @@ def _parse_annotation(ann: Any, where: str) -> tuple[float, float, str]:
     return float(start), float(end), label
 
 
-def is_finite_number(x: Any) -> bool:
+def is_finite_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -65,8 +65,7 @@ class MapResult:
             "mAP": {key: float(m) for key, m in zip(keys, self.mAP)},
             "average_mAP": self.average_mAP,
             "per_class_ap": {
-                name: {key: float(a) for key, a in zip(keys, self.ap[:, k])}
-                for k, name in enumerate(self.class_names)
+                name: {key: float(a) for key, a in zip(keys, self.ap[:, k])} for k, name in enumerate(self.class_names)
             },
         }
         if self.recall_budgets:
@@ -143,7 +142,7 @@ def map_from_matching(matching: Matching, class_names: list[str], recall_budgets
     for k in range(len(class_names)):
         ap[:, k] = interpolated_ap(tp[:, matching.class_slice(k)], num_gt[k])
     budget = num_gt[matching.predictions.labels]  # (N,) G of each prediction's class
-    recall = np.array(
-        [(tp & (matching.rank < k * budget)).sum(axis=1) / num_gt.sum() for k in recall_budgets]
-    ).reshape(len(recall_budgets), len(matching.thresholds))  # (J, M)
+    recall = np.array([(tp & (matching.rank < k * budget)).sum(axis=1) / num_gt.sum() for k in recall_budgets]).reshape(
+        len(recall_budgets), len(matching.thresholds)
+    )  # (J, M)
     return MapResult(matching.thresholds, class_names, ap, num_gt, tuple(recall_budgets), recall)

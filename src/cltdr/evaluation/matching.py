@@ -56,8 +56,9 @@ class Matching:
         bounds = np.searchsorted(labels[order], np.arange(len(self.num_gt) + 1))
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = _rank_from_order(order, bounds)
-        return Matching(self.thresholds, self.predictions.select(keep), self.matched[:, keep], order, bounds, rank,
-                        self.num_gt)
+        return Matching(
+            self.thresholds, self.predictions.select(keep), self.matched[:, keep], order, bounds, rank, self.num_gt
+        )
 
 
 def match(gt: GroundTruth, pred: Predictions, thresholds) -> Matching:

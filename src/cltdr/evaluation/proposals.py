@@ -79,7 +79,7 @@ def average_recall(
     gt: GroundTruth, pred: Predictions, thresholds: Sequence[float], max_average_number: float | None = 100
 ) -> ProposalResult:
     """The AR@AN curve of ``pred`` (labels ignored) against ``gt``; ``max_average_number`` None: all proposals."""
-    thresholds = np.asarray(thresholds, dtype=float)
+    tious = np.asarray(thresholds, dtype=float)
     V = len(gt.videos)
     has_gt = np.bincount(gt.video, minlength=V) > 0  # (V,)
     pred = pred.select((pred.video >= 0) & has_gt[pred.video.clip(min=0)])
@@ -87,9 +87,9 @@ def average_recall(
     total = len(pred)
     if max_average_number is None:
         max_average_number = total / num_videos
-    recall = np.zeros((len(thresholds), CURVE_POINTS))
+    recall = np.zeros((len(tious), CURVE_POINTS))
     if total == 0:
-        return ProposalResult(thresholds, recall, np.zeros(CURVE_POINTS), float(max_average_number or 1))
+        return ProposalResult(tious, recall, np.zeros(CURVE_POINTS), float(max_average_number or 1))
     ratio = max_average_number * float(num_videos) / total
     per_video = np.bincount(pred.video, minlength=V)  # (V,)
     kept = np.minimum((per_video * ratio).astype(int), per_video)  # (V,)
@@ -101,10 +101,10 @@ def average_recall(
     used = rank < kept[pred.video]
     groups = Groups.of(gt.video)
     p_group = np.where(used, groups.find(pred.video), -1)
-    pair_pred, pair_gt, pair_tiou = candidate_pairs(pred.segments, p_group, gt.segments, groups, thresholds.min())
-    for m, t in enumerate(thresholds):
+    pair_pred, pair_gt, pair_tiou = candidate_pairs(pred.segments, p_group, gt.segments, groups, tious.min())
+    for m, t in enumerate(tious):
         hit = pair_tiou >= t  # (Q,)
         first = np.full(len(gt.labels), np.iinfo(np.int64).max)  # (G,) best rank of a proposal reaching t
         np.minimum.at(first, pair_gt[hit], rank[pair_pred[hit]])
         recall[m] = (first[:, None] < budget[gt.video]).sum(axis=0) / len(gt.labels)
-    return ProposalResult(thresholds, recall, shares * (float(total_kept) / num_videos), float(max_average_number))
+    return ProposalResult(tious, recall, shares * (float(total_kept) / num_videos), float(max_average_number))

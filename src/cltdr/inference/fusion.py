@@ -21,10 +21,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import Config
-from ..data.build import class_names
-from ..errors import DataError
-from ..utils.io import read_json
+from cltdr.config import Config
+from cltdr.data.build import class_names
+from cltdr.errors import DataError
+from cltdr.utils.io import read_json
 
 
 @dataclass
@@ -40,8 +40,10 @@ class ClassScores:
         for key in (video_id, f"v_{video_id}", video_id.removeprefix("v_")):
             if key in self.scores:
                 return np.asarray(self.scores[key], dtype=np.float64)
-        raise DataError(f"class score file {self.source} has no scores for video {video_id!r} "
-                        f"({len(self.scores)} videos, e.g. {next(iter(self.scores))!r})")
+        raise DataError(
+            f"class score file {self.source} has no scores for video {video_id!r} "
+            f"({len(self.scores)} videos, e.g. {next(iter(self.scores))!r})"
+        )
 
 
 def load_class_scores(path: str | os.PathLike, class_names: list[str] | None = None) -> ClassScores:
@@ -63,8 +65,9 @@ def load_class_scores(path: str | os.PathLike, class_names: list[str] | None = N
     for vid, values in results.items():
         array = np.asarray(values, dtype=np.float64)
         if array.shape != (len(names),) or not np.isfinite(array).all():
-            raise DataError(f"class score file {path}, video {vid!r}: expected {len(names)} finite scores, "
-                            f"got shape {array.shape}")
+            raise DataError(
+                f"class score file {path}, video {vid!r}: expected {len(names)} finite scores, got shape {array.shape}"
+            )
         scores[vid] = array
     return ClassScores(list(names), scores, str(path))
 
@@ -79,8 +82,15 @@ def fuse_detections(
         kept = sorted(entries, key=lambda e: -e["score"])[:max_segments]  # D entries
         class_scores = scores.of(video_id)  # (K,)
         top = np.argsort(-class_scores, kind="stable")[:topk]
-        out = [{"label": scores.class_names[k], "score": float(e["score"] * class_scores[k]),
-                "segment": list(e["segment"])} for k in top for e in kept]
+        out = [
+            {
+                "label": scores.class_names[k],
+                "score": float(e["score"] * class_scores[k]),
+                "segment": list(e["segment"]),
+            }
+            for k in top
+            for e in kept
+        ]
         fused[video_id] = sorted(out, key=lambda e: -e["score"])
     return fused
 

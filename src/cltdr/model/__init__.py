@@ -6,17 +6,19 @@ The build functions below are the one place where the config is translated into 
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from ..config import Config
-from .actionformer import ActionFormerDecoder
-from .cltdr import CLTDRDecoder
-from .detector import Detector
-from .outputs import Outputs
-from .gmg import GMGEncoder
-from .pyramid import ConvEncoder, MaxPoolEncoder
-from .sgp import SGPEncoder
-from .transformer import TransformerEncoder
+from cltdr.config import Config
+from cltdr.model.actionformer import ActionFormerDecoder
+from cltdr.model.cltdr import CLTDRDecoder
+from cltdr.model.detector import Detector
+from cltdr.model.gmg import GMGEncoder
+from cltdr.model.outputs import Outputs
+from cltdr.model.pyramid import ConvEncoder, MaxPoolEncoder
+from cltdr.model.sgp import SGPEncoder
+from cltdr.model.transformer import TransformerEncoder
 
 __all__ = ["Detector", "Outputs", "build_decoder", "build_detector", "build_encoder", "count_parameters"]
 
@@ -24,16 +26,26 @@ __all__ = ["Detector", "Outputs", "build_decoder", "build_detector", "build_enco
 def build_encoder(cfg: Config) -> nn.Module:
     """``model.encoder``: (B, C, T) + mask -> L levels (B, D, T / 2^l) + masks."""
     m, in_dim = cfg.model, cfg.dataset.input_dim
-    blocks = dict(num_full_res_blocks=m.num_full_res_blocks, kernel_size=m.kernel_size, drop_path=m.drop_path)
+    blocks: dict[str, Any] = dict(
+        num_full_res_blocks=m.num_full_res_blocks, kernel_size=m.kernel_size, drop_path=m.drop_path
+    )
     if m.encoder == "gmg":
         return GMGEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, options=m.gmg, **blocks)
     if m.encoder == "transformer":
         t = m.transformer
-        return TransformerEncoder(in_dim, m.embed_dim, m.num_levels, num_heads=t.num_heads, window_size=t.window_size,
-                                  mlp_dim=t.mlp_dim or 4 * m.embed_dim, **blocks)
+        return TransformerEncoder(
+            in_dim,
+            m.embed_dim,
+            m.num_levels,
+            num_heads=t.num_heads,
+            window_size=t.window_size,
+            mlp_dim=t.mlp_dim or 4 * m.embed_dim,
+            **blocks,
+        )
     if m.encoder == "sgp":
-        return SGPEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, window_size=m.sgp.window_size,
-                          k=m.sgp.k, **blocks)
+        return SGPEncoder(
+            in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, window_size=m.sgp.window_size, k=m.sgp.k, **blocks
+        )
     if m.encoder == "conv":
         return ConvEncoder(in_dim, m.embed_dim, m.num_levels, ffn_dim=m.ffn_dim, **blocks)
     return MaxPoolEncoder(in_dim, m.embed_dim, m.num_levels, kernel_size=m.kernel_size)
@@ -42,26 +54,47 @@ def build_encoder(cfg: Config) -> nn.Module:
 def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
     """``model.decoder``: L levels -> one ``LevelOutputs`` per level."""
     m = cfg.model
-    heads = dict(head_dim=m.head_dim, head_layers=m.head_layers, kernel_size=m.kernel_size, prior_prob=m.cls_prior_prob)
+    heads: dict[str, Any] = dict(
+        head_dim=m.head_dim, head_layers=m.head_layers, kernel_size=m.kernel_size, prior_prob=m.cls_prior_prob
+    )
     if m.decoder == "actionformer":
         return ActionFormerDecoder(m.embed_dim, num_classes, m.num_levels, **heads)
     if m.decoder == "trident":
-        return CLTDRDecoder(m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=(), reg_levels=(),
-                            refine="none", **heads)
+        return CLTDRDecoder(
+            m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=(), reg_levels=(), refine="none", **heads
+        )
     # One level has no neighbours: build no cross-level modules rather than modules that never run.
     c, multi = m.cltdr, m.num_levels > 1
-    return CLTDRDecoder(m.embed_dim, num_classes, num_bins=m.num_bins, cls_levels=c.cls_levels if multi else (),
-                        reg_levels=c.reg_levels if multi else (), refine=c.refine, fusion=c.fusion,
-                        clff_levels=("below", "above") if multi else (), offset_init=c.offset_init,
-                        clamp_refined=c.clamp_refined, depthwise=c.depthwise, depthwise_up=c.depthwise_up,
-                        shared_refine=c.shared_refine, detach_boundary=c.detach_boundary, **heads)
+    return CLTDRDecoder(
+        m.embed_dim,
+        num_classes,
+        num_bins=m.num_bins,
+        cls_levels=c.cls_levels if multi else (),
+        reg_levels=c.reg_levels if multi else (),
+        refine=c.refine,
+        fusion=c.fusion,
+        clff_levels=("below", "above") if multi else (),
+        offset_init=c.offset_init,
+        clamp_refined=c.clamp_refined,
+        depthwise=c.depthwise,
+        depthwise_up=c.depthwise_up,
+        shared_refine=c.shared_refine,
+        detach_boundary=c.detach_boundary,
+        **heads,
+    )
 
 
 def build_detector(cfg: Config, num_classes: int) -> Detector:
     m = cfg.model
-    return Detector(encoder=build_encoder(cfg), decoder=build_decoder(cfg, num_classes), num_classes=num_classes,
-                    level_ranges=m.level_ranges(), loss=cfg.loss,
-                    center_radius=m.center_sample_radius, multi_label=m.multi_label)
+    return Detector(
+        encoder=build_encoder(cfg),
+        decoder=build_decoder(cfg, num_classes),
+        num_classes=num_classes,
+        level_ranges=m.level_ranges(),
+        loss=cfg.loss,
+        center_radius=m.center_sample_radius,
+        multi_label=m.multi_label,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -6,12 +6,14 @@ learnable scale per level: distances are ReLU(s_l * x), in units of the level's 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvTower, run_towers
-from .outputs import LevelOutputs
+from cltdr.model.layers import ConvTower, run_towers
+from cltdr.model.outputs import LevelOutputs
 
 
 class ActionFormerDecoder(nn.Module):
@@ -21,11 +23,20 @@ class ActionFormerDecoder(nn.Module):
     the detector's class-wise (B, T, K, 2).
     """
 
-    def __init__(self, dim: int, num_classes: int, num_levels: int, *, head_dim: int = 512, head_layers: int = 3,
-                 kernel_size: int = 3, prior_prob: float = 0.01):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        num_levels: int,
+        *,
+        head_dim: int = 512,
+        head_layers: int = 3,
+        kernel_size: int = 3,
+        prior_prob: float = 0.01,
+    ):
         super().__init__()
         self.num_classes = num_classes
-        tower = dict(num_layers=head_layers, kernel_size=kernel_size)
+        tower: dict[str, Any] = dict(num_layers=head_layers, kernel_size=kernel_size)
         self.cls_head = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower)
         self.reg_head = ConvTower(dim, head_dim, 2, **tower)
         self.scales = nn.Parameter(torch.ones(num_levels))  # (L,)
@@ -35,6 +46,9 @@ class ActionFormerDecoder(nn.Module):
         outputs = []
         for l, (cls, reg) in enumerate(zip(out["cls"], out["reg"])):
             dist = F.relu(self.scales[l] * reg).transpose(1, 2)  # (B, T, 2)
-            outputs.append(LevelOutputs(cls_logits=cls.transpose(1, 2),
-                                        distances=dist.unsqueeze(2).expand(-1, -1, self.num_classes, -1)))
+            outputs.append(
+                LevelOutputs(
+                    cls_logits=cls.transpose(1, 2), distances=dist.unsqueeze(2).expand(-1, -1, self.num_classes, -1)
+                )
+            )
         return outputs

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .outputs import Points, segments_to_distances
+from cltdr.model.outputs import Points, segments_to_distances
 
 
 class Targets(NamedTuple):
@@ -25,8 +25,14 @@ class Targets(NamedTuple):
         return self.cls.any(-1)
 
 
-def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, center_radius: float = 1.5,
-           multi_label: bool = False) -> Targets:
+def assign(
+    points: Points,
+    segments: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    center_radius: float = 1.5,
+    multi_label: bool = False,
+) -> Targets:
     """Assign one video's actions (N, 2) with labels (N,) to the points.
 
     An action *qualifies* at a point if the point lies strictly inside it, within ``center_radius`` strides of
@@ -47,8 +53,9 @@ def assign(points: Points, segments: Tensor, labels: Tensor, num_classes: int, c
     left, right = pos - start, end - pos  # (P, N)
     center = 0.5 * (start + end)
     radius = points.stride[:, None] * center_radius
-    inside_center = torch.minimum(pos - torch.maximum(center - radius, start),
-                                  torch.minimum(center + radius, end) - pos) > 0
+    inside_center = (
+        torch.minimum(pos - torch.maximum(center - radius, start), torch.minimum(center + radius, end) - pos) > 0
+    )
     max_dist = torch.maximum(left, right)
     in_range = (max_dist >= points.reg_min[:, None]) & (max_dist <= points.reg_max[:, None])
     lengths = (end - start).expand(P, -1).masked_fill(~(inside_center & in_range), math.inf)  # (P, N)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ChannelLayerNorm, MaskedConv1d, downsample_mask
+from cltdr.model.layers import ChannelLayerNorm, MaskedConv1d, downsample_mask
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window: int | None = None) -> Tensor:
@@ -42,17 +42,27 @@ class MaskedMultiHeadAttention(nn.Module):
     projections read the input directly (vanilla self-attention), and ``stride`` must be 1.
     """
 
-    def __init__(self, dim: int, num_heads: int, *, window: int | None = None, stride: int = 1,
-                 conv_qkv: bool = False, kernel_size: int = 3):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        window: int | None = None,
+        stride: int = 1,
+        conv_qkv: bool = False,
+        kernel_size: int = 3,
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"num_heads={num_heads} does not divide the {dim} channels")
         if stride != 1 and not conv_qkv:
             raise ValueError("a strided attention needs conv_qkv=True (its queries are strided convs)")
         self.num_heads, self.window, self.stride = num_heads, window, stride
-        self.qkv_convs = nn.ModuleList(
-            MaskedConv1d(dim, dim, kernel_size, stride=stride, groups=dim, bias=False) for _ in range(3)
-        ) if conv_qkv else None
+        self.qkv_convs = (
+            nn.ModuleList(MaskedConv1d(dim, dim, kernel_size, stride=stride, groups=dim, bias=False) for _ in range(3))
+            if conv_qkv
+            else None
+        )
         self.qkv_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(3)) if conv_qkv else None
         self.query, self.key, self.value = (nn.Conv1d(dim, dim, 1) for _ in range(3))
         self.proj = nn.Conv1d(dim, dim, 1)
@@ -61,10 +71,12 @@ class MaskedMultiHeadAttention(nn.Module):
         out_mask = downsample_mask(mask, self.stride)
         m = out_mask.unsqueeze(1).to(x.dtype)  # (B, 1, T')
         inputs = [x, x, x]
-        if self.qkv_convs is not None:
+        if self.qkv_convs is not None and self.qkv_norms is not None:
             inputs = [norm(conv(x, mask)[0]) * m for conv, norm in zip(self.qkv_convs, self.qkv_norms)]
         B, D, T = inputs[0].shape
-        q, k, v = (lin(h).view(B, self.num_heads, D // self.num_heads, T).transpose(2, 3)  # (B, H, T', E)
-                   for lin, h in zip((self.query, self.key, self.value), inputs))
+        q, k, v = (
+            lin(h).view(B, self.num_heads, D // self.num_heads, T).transpose(2, 3)  # (B, H, T', E)
+            for lin, h in zip((self.query, self.key, self.value), inputs)
+        )
         out = attend(q, k, v, out_mask, self.window).transpose(2, 3).reshape(B, D, T)
         return self.proj(out) * m

@@ -9,15 +9,15 @@ refinement and the fusion; TriDet's decoder is this one with no neighbours and n
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvTower, MaskedConv1d, init_outputs, masked_mean, run_towers
-from .outputs import LevelOutputs
-from .trident import trident_distances
+from cltdr.model.layers import ConvTower, MaskedConv1d, init_outputs, masked_mean, run_towers
+from cltdr.model.outputs import LevelOutputs
+from cltdr.model.trident import trident_distances
 
 __all__ = ["CLTDRDecoder", "CrossLevelFusion", "NeighbourFusion", "downsample", "upsample"]
 
@@ -46,8 +46,15 @@ class CrossLevelFusion(nn.Module):
         concat:                Conv1x1([f_n ; f_l])   (2D -> D channels)
     """
 
-    def __init__(self, dim: int, resample: nn.Module, *, mode: FusionMode = "attention", kernel_size: int = 3,
-                 depthwise: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        resample: nn.Module,
+        *,
+        mode: FusionMode = "attention",
+        kernel_size: int = 3,
+        depthwise: bool = False,
+    ):
         super().__init__()
         self.mode = mode
         self.resample = resample
@@ -83,14 +90,21 @@ class NeighbourFusion(nn.Module):
     strided conv from below / the transposed conv from above are.
     """
 
-    def __init__(self, dim: int, neighbours: Sequence[Side], *, mode: FusionMode = "attention", kernel_size: int = 3,
-                 depthwise: bool = False, depthwise_down: bool = False, depthwise_up: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        neighbours: Sequence[Side],
+        *,
+        mode: FusionMode = "attention",
+        kernel_size: int = 3,
+        depthwise: bool = False,
+        depthwise_down: bool = False,
+        depthwise_up: bool = False,
+    ):
         super().__init__()
-        fusion = dict(mode=mode, kernel_size=kernel_size, depthwise=depthwise)
-        self.below = (CrossLevelFusion(dim, downsample(dim, depthwise_down), **fusion)
-                      if "below" in neighbours else None)
-        self.above = (CrossLevelFusion(dim, upsample(dim, depthwise_up), **fusion)
-                      if "above" in neighbours else None)
+        fusion: dict[str, Any] = dict(mode=mode, kernel_size=kernel_size, depthwise=depthwise)
+        self.below = CrossLevelFusion(dim, downsample(dim, depthwise_down), **fusion) if "below" in neighbours else None
+        self.above = CrossLevelFusion(dim, upsample(dim, depthwise_up), **fusion) if "above" in neighbours else None
 
     def forward(self, p: Tensor, mask: Tensor, finer: Tensor | None, coarser: Tensor | None) -> Tensor:
         out = p
@@ -118,39 +132,70 @@ class CLTDRDecoder(nn.Module):
     features (TriDet's detach_feat).
     """
 
-    def __init__(self, dim: int, num_classes: int, *, head_dim: int = 512, head_layers: int = 3,
-                 num_bins: int = 16, kernel_size: int = 3, prior_prob: float = 0.01,
-                 cls_levels: Sequence[Side] = ("above",), reg_levels: Sequence[Side] = ("below",),
-                 refine: Literal["both", "cls", "reg", "none"] = "both", fusion: FusionMode = "attention",
-                 clff_levels: Sequence[Side] = ("below", "above"), offset_init: Literal["zero", "default"] = "zero",
-                 clamp_refined: bool = True, depthwise: bool = False, depthwise_up: bool = False,
-                 shared_refine: bool = False, detach_boundary: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        *,
+        head_dim: int = 512,
+        head_layers: int = 3,
+        num_bins: int = 16,
+        kernel_size: int = 3,
+        prior_prob: float = 0.01,
+        cls_levels: Sequence[Side] = ("above",),
+        reg_levels: Sequence[Side] = ("below",),
+        refine: Literal["both", "cls", "reg", "none"] = "both",
+        fusion: FusionMode = "attention",
+        clff_levels: Sequence[Side] = ("below", "above"),
+        offset_init: Literal["zero", "default"] = "zero",
+        clamp_refined: bool = True,
+        depthwise: bool = False,
+        depthwise_up: bool = False,
+        shared_refine: bool = False,
+        detach_boundary: bool = False,
+    ):
         super().__init__()
         self.num_bins = num_bins
-        fusion_opts = dict(mode=fusion, kernel_size=kernel_size, depthwise=depthwise)
+        fusion_opts: dict[str, Any] = dict(mode=fusion, kernel_size=kernel_size, depthwise=depthwise)
         self.dcm = NeighbourFusion(dim, cls_levels, depthwise_up=depthwise_up, **fusion_opts)
         self.drm = NeighbourFusion(dim, reg_levels, depthwise_down=depthwise, **fusion_opts)
-        tower = dict(num_layers=head_layers, kernel_size=kernel_size)
+        tower: dict[str, Any] = dict(num_layers=head_layers, kernel_size=kernel_size)
         self.cls_head = ConvTower(dim, head_dim, num_classes, prior_prob=prior_prob, **tower)
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.end_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.detach_boundary = detach_boundary
         # CLFF (eq. 9): depth-wise strided conv from below, transposed conv from above.
-        self.clff = (NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True, depthwise_up=depthwise_up)
-                     if refine != "none" else None)
+        self.clff = (
+            NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True, depthwise_up=depthwise_up)
+            if refine != "none"
+            else None
+        )
         # RefineHead outputs: R_co (K logits, started at the prior) and / or R_so, R_eo (2 offsets).
-        self.refine_parts = {name: n for name, n, on in (("refine_cls", num_classes, refine in ("both", "cls")),
-                                                           ("refine_reg", 2, refine in ("both", "reg"))) if on}
+        self.refine_parts = {
+            name: n
+            for name, n, on in (
+                ("refine_cls", num_classes, refine in ("both", "cls")),
+                ("refine_reg", 2, refine in ("both", "reg")),
+            )
+            if on
+        }
         self.refine_cls = self.refine_reg = self.refine_head = None
-        towers = ({"refine_head": self.refine_parts} if shared_refine and self.refine_parts else
-                  {name: {name: n} for name, n in self.refine_parts.items()})
+        towers = (
+            {"refine_head": self.refine_parts}
+            if shared_refine and self.refine_parts
+            else {name: {name: n} for name, n in self.refine_parts.items()}
+        )
         for attr, parts in towers.items():
             head = ConvTower(dim, head_dim, sum(parts.values()), **tower)
             start = 0
             for name, n in parts.items():
-                init_outputs(head.out, slice(start, start + n), prior_prob=prior_prob if name == "refine_cls" else None,
-                             zero=name == "refine_reg" and offset_init == "zero")
+                init_outputs(
+                    head.out,
+                    slice(start, start + n),
+                    prior_prob=prior_prob if name == "refine_cls" else None,
+                    zero=name == "refine_reg" and offset_init == "zero",
+                )
                 start += n
             setattr(self, attr, head)
         self.clamp_refined = clamp_refined
@@ -159,17 +204,28 @@ class CLTDRDecoder(nn.Module):
         L = len(feats)
 
         def per_level(fusion: NeighbourFusion) -> list[Tensor]:
-            return [fusion(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
-                    for l in range(L)]
+            return [
+                fusion(feats[l], masks[l], feats[l - 1] if l > 0 else None, feats[l + 1] if l + 1 < L else None)
+                for l in range(L)
+            ]
 
         f_cls, f_reg = per_level(self.dcm), per_level(self.drm)
         f_bound = [f.detach() for f in f_reg] if self.detach_boundary else f_reg
-        towers = {"cls": (self.cls_head, f_cls), "center": (self.center_head, f_reg),
-                  "start": (self.start_head, f_bound), "end": (self.end_head, f_bound)}
+        towers = {
+            "cls": (self.cls_head, f_cls),
+            "center": (self.center_head, f_reg),
+            "start": (self.start_head, f_bound),
+            "end": (self.end_head, f_bound),
+        }
         if self.clff is not None:
             f_c = per_level(self.clff)
-            towers.update({name: (getattr(self, name), f_c) for name in ("refine_head", "refine_cls", "refine_reg")
-                           if getattr(self, name) is not None})
+            towers.update(
+                {
+                    name: (getattr(self, name), f_c)
+                    for name in ("refine_head", "refine_cls", "refine_reg")
+                    if getattr(self, name) is not None
+                }
+            )
         # The towers share their weights across levels: each runs once over all levels laid end to end.
         out = run_towers(towers, masks)
         if "refine_head" in out:  # one tower for both refinements: split its channels
@@ -179,10 +235,12 @@ class CLTDRDecoder(nn.Module):
         for l, f in enumerate(f_cls):
             B, T = f.shape[0], f.shape[-1]
             center = out["center"][l].view(B, 2, self.num_bins + 1, T)
-            outputs.append(LevelOutputs(
-                cls_logits=out["cls"][l].transpose(1, 2),
-                distances=trident_distances(center, out["start"][l], out["end"][l], self.num_bins),
-                refine_logits=out["refine_cls"][l].transpose(1, 2) if "refine_cls" in out else None,
-                refine_offsets=out["refine_reg"][l].transpose(1, 2) if "refine_reg" in out else None,
-            ))
+            outputs.append(
+                LevelOutputs(
+                    cls_logits=out["cls"][l].transpose(1, 2),
+                    distances=trident_distances(center, out["start"][l], out["end"][l], self.num_bins),
+                    refine_logits=out["refine_cls"][l].transpose(1, 2) if "refine_cls" in out else None,
+                    refine_offsets=out["refine_reg"][l].transpose(1, 2) if "refine_reg" in out else None,
+                )
+            )
         return outputs

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import LossConfig, pyramid_divisor
-from .assigner import Targets, assign
-from .losses import distance_iou, iou_loss, varifocal_loss
-from .outputs import LevelOutputs, Outputs, VideoPrediction, make_points
+from cltdr.config import LossConfig, pyramid_divisor
+from cltdr.model.assigner import Targets, assign
+from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
+from cltdr.model.outputs import LevelOutputs, Outputs, VideoPrediction, make_points
 
 
 def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
@@ -28,20 +28,29 @@ def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tens
 
 
 class Detector(nn.Module):
-    def __init__(self, *, encoder: nn.Module, decoder: nn.Module, num_classes: int,
-                 level_ranges: Sequence[tuple[float, float]], loss: LossConfig = LossConfig(),
-                 center_radius: float = 1.5, multi_label: bool = False):
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        num_classes: int,
+        level_ranges: Sequence[tuple[float, float]],
+        loss: LossConfig = LossConfig(),
+        center_radius: float = 1.5,
+        multi_label: bool = False,
+    ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.num_classes = num_classes
         self.num_levels = len(level_ranges)
-        self.level_ranges = [tuple(r) for r in level_ranges]
+        self.level_ranges = [(float(lo), float(hi)) for lo, hi in level_ranges]
         self.loss_opts = loss
         self.center_radius = center_radius  # label assignment (assigner.assign)
         self.multi_label = multi_label
         # Running positive count (OpenTAD keeps it as a buffer, so checkpoints carry it); 0 until the first
         # training batch sets it when no initial value is given.
+        self.loss_normalizer: Tensor
         self.register_buffer("loss_normalizer", torch.tensor(float(loss.normalizer_init or 0.0)))
 
     @property
@@ -61,8 +70,8 @@ class Detector(nn.Module):
             return None if parts[0] is None else torch.cat(parts, 1)
 
         return Outputs(
-            cls_logits=cat("cls_logits"),
-            distances=cat("distances"),
+            cls_logits=torch.cat([o.cls_logits for o in levels], 1),
+            distances=torch.cat([o.distances for o in levels], 1),
             refine_logits=cat("refine_logits"),
             refine_offsets=cat("refine_offsets"),
             mask=torch.cat(masks, 1),
@@ -74,8 +83,10 @@ class Detector(nn.Module):
     # ----------------------------------------------------------------------------------------- training
     def targets(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> Targets:
         device = out.mask.device
-        per_video = [assign(out.points, s.to(device), l.to(device), self.num_classes, self.center_radius,
-                            self.multi_label) for s, l in zip(segments, labels)]
+        per_video = [
+            assign(out.points, s.to(device), l.to(device), self.num_classes, self.center_radius, self.multi_label)
+            for s, l in zip(segments, labels)
+        ]
         return Targets(*(torch.stack(t) for t in zip(*per_video)))  # (B, P, K), (B, P, K, 2)
 
     def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
@@ -88,8 +99,9 @@ class Detector(nn.Module):
         positive = tgt.positive & out.mask  # (B, P)
         num_pos = positive.sum()
         if self.training:
-            self.loss_normalizer.copy_(update_normalizer(self.loss_normalizer, num_pos,
-                                                         self.loss_opts.normalizer_momentum))
+            self.loss_normalizer.copy_(
+                update_normalizer(self.loss_normalizer, num_pos, self.loss_opts.normalizer_momentum)
+            )
         # In evaluation before any training step the normaliser is still unset: this batch's count stands in.
         normalizer = torch.where(self.loss_normalizer > 0, self.loss_normalizer, num_pos.clamp(min=1).float())
         if out.refined:
@@ -103,8 +115,9 @@ class Detector(nn.Module):
         losses["num_pos"] = num_pos.detach().float()
         return losses
 
-    def _loss_terms(self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor,
-                    normalizer: Tensor) -> dict[str, Tensor]:
+    def _loss_terms(
+        self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor, normalizer: Tensor
+    ) -> dict[str, Tensor]:
         """VFL over valid points and IoU loss over positive (point, class) pairs.
 
         log_p (B, P, K), dist (B, P, K, 2), valid (B, P). ``cls_target`` 'iou': each positive pair's VFL target
@@ -148,7 +161,10 @@ class Detector(nn.Module):
         counts = torch.stack([m.sum(1) for m in n_valid], 1).tolist()  # (B, L): one host sync for the batch
         results = []
         for b, per_level in enumerate(counts):
-            results.append(VideoPrediction(
-                [sc[:n] for sc, n in zip(scores[b].split(out.level_sizes), per_level)],
-                [sg[:n] for sg, n in zip(segs[b].split(out.level_sizes), per_level)]))
+            results.append(
+                VideoPrediction(
+                    [sc[:n] for sc, n in zip(scores[b].split(out.level_sizes), per_level)],
+                    [sg[:n] for sg, n in zip(segs[b].split(out.level_sizes), per_level)],
+                )
+            )
         return results

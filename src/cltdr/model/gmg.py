@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import GMGOptions
-from .attention import MaskedMultiHeadAttention
-from .layers import MaskedConv1d, masked_group_norm
-from .pyramid import MixerBlock, Projection, PyramidEncoder
+from cltdr.config import GMGOptions
+from cltdr.model.attention import MaskedMultiHeadAttention
+from cltdr.model.layers import MaskedConv1d, masked_group_norm
+from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
 
 __all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "masked_group_norm"]
 
@@ -45,8 +46,10 @@ class GlobalFilter(nn.Module):
         for s in specs:
             ri = torch.cat([s.real, s.imag], 0).to(self.conv1.weight.dtype)  # (2D, F_b)
             parts += [ri, ri.new_zeros(ri.shape[0], self.gap)]
-            keep += [torch.ones(s.shape[-1], dtype=torch.bool, device=ri.device),
-                     torch.zeros(self.gap, dtype=torch.bool, device=ri.device)]
+            keep += [
+                torch.ones(s.shape[-1], dtype=torch.bool, device=ri.device),
+                torch.zeros(self.gap, dtype=torch.bool, device=ri.device),
+            ]
         x = torch.cat(parts, -1)[None]  # (1, 2D, sum(F_b + gap))
         h = F.relu(self.conv1(x)) * torch.cat(keep)
         w = self.conv2(h)[0].split([n for s in specs for n in (s.shape[-1], self.gap)], -1)[0::2]
@@ -116,8 +119,16 @@ class GMGBlock(MixerBlock):
     The branches read a LayerNorm of x (pre-norm, as TriDet's SGP block does); x itself is the residual.
     """
 
-    def __init__(self, dim: int, ffn_dim: int, kernel_size: int = 3, drop_path: float = 0.0, num_groups: int = 16,
-                 *, options: GMGOptions = GMGOptions()):
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        kernel_size: int = 3,
+        drop_path: float = 0.0,
+        num_groups: int = 16,
+        *,
+        options: GMGOptions = GMGOptions(),
+    ):
         mixer = GMGMixer(dim, kernel_size=kernel_size, options=options)
         super().__init__(dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups)
 
@@ -129,10 +140,21 @@ class GMGEncoder(PyramidEncoder):
     T must be a multiple of 2^(L-1) (the collate pads to it). ``options``: the switches of :class:`GMGMixer`.
     """
 
-    def __init__(self, in_dim: int, dim: int, num_levels: int, *, num_full_res_blocks: int = 2,
-                 ffn_dim: int = 768, kernel_size: int = 3, drop_path: float = 0.1, options: GMGOptions = GMGOptions()):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_levels: int,
+        *,
+        num_full_res_blocks: int = 2,
+        ffn_dim: int = 768,
+        kernel_size: int = 3,
+        drop_path: float = 0.1,
+        options: GMGOptions = GMGOptions(),
+    ):
         def block(stride: int) -> GMGBlock:
             return GMGBlock(dim, ffn_dim, kernel_size, drop_path, options=options)
 
-        super().__init__(in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks,
-                         kernel_size=kernel_size)
+        super().__init__(
+            in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks, kernel_size=kernel_size
+        )

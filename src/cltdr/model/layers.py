@@ -33,12 +33,20 @@ class MaskedConv1d(nn.Conv1d):
     padded, so valid outputs are padding-invariant. Returns the output and the (possibly strided) mask.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-                         groups=groups, bias=bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=bias
+        )
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]  # takes the mask
         out_mask = downsample_mask(mask, self.stride[0])
         return super().forward(x) * out_mask.unsqueeze(1).to(x.dtype), out_mask
 
@@ -77,6 +85,7 @@ def init_outputs(conv: nn.Conv1d, channels: slice, *, prior_prob: float | None =
     probability (as in focal-loss detectors); ``zero`` makes them predict exactly 0 (a refinement that begins as
     the identity; the weights still get gradients, so they learn from the first step)."""
     with torch.no_grad():
+        assert conv.bias is not None, "a prediction conv has a bias"
         if prior_prob is not None:
             conv.bias[channels] = -math.log((1 - prior_prob) / prior_prob)
         if zero:
@@ -91,8 +100,17 @@ class ConvTower(nn.Module):
     refinement), so they differ only in widths and the initialisation of the last conv.
     """
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int, *, num_layers: int = 3,
-                 kernel_size: int = 3, prior_prob: float | None = None, zero_init: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_channels: int,
+        *,
+        num_layers: int = 3,
+        kernel_size: int = 3,
+        prior_prob: float | None = None,
+        zero_init: bool = False,
+    ):
         super().__init__()
         widths = [in_channels] + [hidden] * (num_layers - 1)
         self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])

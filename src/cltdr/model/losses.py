@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..ops.segments import inter_union, iou_of
+from cltdr.ops.segments import inter_union, iou_of
 
 
 def varifocal_loss(log_p: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:

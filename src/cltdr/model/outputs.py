@@ -32,7 +32,7 @@ def make_points(lengths: Sequence[int], ranges: Sequence[tuple[float, float]], d
     """Points for levels of ``lengths[l]`` steps with stride 2^l and regression ranges ``ranges[l]``."""
     parts = []
     for l, (T, (lo, hi)) in enumerate(zip(lengths, ranges)):
-        s = 2.0 ** l
+        s = 2.0**l
         pos = torch.arange(T, dtype=torch.float32, device=device) * s
         parts.append((pos, torch.full_like(pos, s), torch.full_like(pos, lo), torch.full_like(pos, hi)))
     return Points(*(torch.cat(p) for p in zip(*parts)))
@@ -116,8 +116,9 @@ class Outputs:
 
     def segments(self) -> Tensor:
         """The refined class-wise segments of every point, (B, P, K, 2) in grid steps."""
-        return distances_to_segments(self.points.position[None, :, None], self.points.stride[None, :, None],
-                                     self.refined_distances)
+        return distances_to_segments(
+            self.points.position[None, :, None], self.points.stride[None, :, None], self.refined_distances
+        )
 
 
 class VideoPrediction(NamedTuple):

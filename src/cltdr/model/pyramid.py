@@ -13,7 +13,14 @@ from typing import Callable, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ChannelLayerNorm, DropPath, MaskedConv1d, downsample_mask, masked_group_norm, masked_max_pool
+from cltdr.model.layers import (
+    ChannelLayerNorm,
+    DropPath,
+    MaskedConv1d,
+    downsample_mask,
+    masked_group_norm,
+    masked_max_pool,
+)
 
 
 class Projection(nn.Module):
@@ -42,15 +49,27 @@ class MixerBlock(nn.Module):
     1x1 conv, GELU, 1x1 conv.
     """
 
-    def __init__(self, dim: int, mixer: nn.Module, *, ffn_dim: int, drop_path: float = 0.0,
-                 ffn_norm: Literal["group", "layer"] = "group", num_groups: int = 16, stride: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        mixer: nn.Module,
+        *,
+        ffn_dim: int,
+        drop_path: float = 0.0,
+        ffn_norm: Literal["group", "layer"] = "group",
+        num_groups: int = 16,
+        stride: int = 1,
+    ):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         self.norm = ChannelLayerNorm(dim)
         self.mixer = mixer
-        self.ffn_norm = (nn.GroupNorm(num_groups if dim % num_groups == 0 else 1, dim) if ffn_norm == "group"
-                         else ChannelLayerNorm(dim))
+        self.ffn_norm = (
+            nn.GroupNorm(num_groups if dim % num_groups == 0 else 1, dim)
+            if ffn_norm == "group"
+            else ChannelLayerNorm(dim)
+        )
         self.ffn = nn.Sequential(nn.Conv1d(dim, ffn_dim, 1), nn.GELU(), nn.Conv1d(ffn_dim, dim, 1))
         self.drop_path = DropPath(drop_path)
         self.stride = stride
@@ -62,8 +81,8 @@ class MixerBlock(nn.Module):
         skip = masked_max_pool(x, mask)[0] if self.stride > 1 else x * m
         x = skip + self.drop_path(self.mixer(self.norm(x) * m, mask) * om)
         # GroupNorm's statistics would include padded steps: normalise each video over its valid steps.
-        grouped = isinstance(self.ffn_norm, nn.GroupNorm)
-        h = masked_group_norm(self.ffn_norm, x, out_mask) if grouped else self.ffn_norm(x)
+        norm = self.ffn_norm
+        h = masked_group_norm(norm, x, out_mask) if isinstance(norm, nn.GroupNorm) else norm(x)
         return x + self.drop_path(self.ffn(h) * om)
 
 
@@ -75,25 +94,36 @@ class PyramidEncoder(nn.Module):
     max-pool (k=3, s=2) precedes it (GMG, SGP, conv). ``make_block=None``: no blocks, max-pools only (TemporalMaxer).
     """
 
-    def __init__(self, in_dim: int, dim: int, num_levels: int, *, make_block: Callable[[int], nn.Module] | None,
-                 num_stem_blocks: int = 2, kernel_size: int = 3, strided_blocks: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_levels: int,
+        *,
+        make_block: Callable[[int], nn.Module] | None,
+        num_stem_blocks: int = 2,
+        kernel_size: int = 3,
+        strided_blocks: bool = False,
+    ):
         super().__init__()
         self.num_levels = num_levels
         self.strided_blocks = strided_blocks
         self.projection = Projection(in_dim, dim, kernel_size)
-        stem, branch = (num_stem_blocks, num_levels - 1) if make_block is not None else (0, 0)
-        self.stem = nn.ModuleList(make_block(1) for _ in range(stem))
-        self.branch = nn.ModuleList(make_block(2 if strided_blocks else 1) for _ in range(branch))
+        self.stem, self.branch = nn.ModuleList(), nn.ModuleList()
+        if make_block is not None:
+            self.stem.extend(make_block(1) for _ in range(num_stem_blocks))
+            self.branch.extend(make_block(2 if strided_blocks else 1) for _ in range(num_levels - 1))
         self.level_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(num_levels))
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         x = self.projection(x, mask)
-        for block in self.stem:
-            x = block(x, mask)
+        for stem_block in self.stem:
+            x = stem_block(x, mask)
         feats, masks = [x], [mask]
         for l in range(1, self.num_levels):
-            block = self.branch[l - 1] if len(self.branch) else None
+            block: nn.Module | None = self.branch[l - 1] if len(self.branch) else None
             if self.strided_blocks:
+                assert block is not None, "strided blocks are the levels' own downsampling"
                 x, mask = block(x, mask), downsample_mask(mask, 2)
             else:
                 x, mask = masked_max_pool(x, mask)
@@ -114,17 +144,27 @@ class MaxPoolEncoder(PyramidEncoder):
 class ConvMixer(MaskedConv1d):
     """A plain (full, not depth-wise) masked conv as a block's mixer: (B, D, T) -> (B, D, T)."""
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]  # a mixer returns no mask
         return super().forward(x, mask)[0]
 
 
 class ConvEncoder(PyramidEncoder):
     """Plain conv blocks: the :class:`MixerBlock` skeleton with a k=3 conv as its mixer, max-pool between levels."""
 
-    def __init__(self, in_dim: int, dim: int, num_levels: int, *, num_full_res_blocks: int = 2, ffn_dim: int = 768,
-                 kernel_size: int = 3, drop_path: float = 0.1):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_levels: int,
+        *,
+        num_full_res_blocks: int = 2,
+        ffn_dim: int = 768,
+        kernel_size: int = 3,
+        drop_path: float = 0.1,
+    ):
         def block(stride: int) -> MixerBlock:
             return MixerBlock(dim, ConvMixer(dim, dim, kernel_size), ffn_dim=ffn_dim, drop_path=drop_path)
 
-        super().__init__(in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks,
-                         kernel_size=kernel_size)
+        super().__init__(
+            in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks, kernel_size=kernel_size
+        )

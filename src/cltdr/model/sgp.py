@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import MaskedConv1d, masked_mean
-from .pyramid import MixerBlock, PyramidEncoder
+from cltdr.model.layers import MaskedConv1d, masked_mean
+from cltdr.model.pyramid import MixerBlock, PyramidEncoder
 
 
 def sgp_kernels(window_size: int, k: float) -> tuple[int, int]:
@@ -49,10 +49,22 @@ class SGPEncoder(PyramidEncoder):
     THUMOS14 setting (TriDet): w = 1, k = 5 (so the kernels are 1 and 11), FFN 768, GroupNorm.
     """
 
-    def __init__(self, in_dim: int, dim: int, num_levels: int, *, num_full_res_blocks: int = 2, ffn_dim: int = 768,
-                 window_size: int = 1, k: float = 5.0, kernel_size: int = 3, drop_path: float = 0.1):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_levels: int,
+        *,
+        num_full_res_blocks: int = 2,
+        ffn_dim: int = 768,
+        window_size: int = 1,
+        k: float = 5.0,
+        kernel_size: int = 3,
+        drop_path: float = 0.1,
+    ):
         def block(stride: int) -> MixerBlock:
             return MixerBlock(dim, SGPMixer(dim, window_size=window_size, k=k), ffn_dim=ffn_dim, drop_path=drop_path)
 
-        super().__init__(in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks,
-                         kernel_size=kernel_size)
+        super().__init__(
+            in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks, kernel_size=kernel_size
+        )

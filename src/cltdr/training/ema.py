@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import nn
 
@@ -36,7 +37,7 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         weight = 1.0 - ema_decay_at(step, self.decay, self.warmup)
-        ema = list(self.module.parameters())
+        ema: list[torch.Tensor] = list(self.module.parameters())
         torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], weight)
         for e, b in zip(self.module.buffers(), model.buffers()):
             e.copy_(b)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..runs import RunDir
+from cltdr.runs import RunDir
 
 
 class RunLogger:

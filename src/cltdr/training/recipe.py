@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .ema import ema_decay_at
+from cltdr.training.ema import ema_decay_at
 
 INITIAL_WEIGHT_SHARE = 0.05  # warn when the initial weights keep more than this share of the final EMA
 
@@ -25,8 +25,9 @@ class Schedule:
     initial_share: Optional[float]  # share of the initial weights in the final EMA (None: no EMA)
 
 
-def schedule(num_videos: int, batch_size: int, warmup_epochs: int, epochs: int, ema_decay: Optional[float],
-             ema_warmup: bool) -> Schedule:
+def schedule(
+    num_videos: int, batch_size: int, warmup_epochs: int, epochs: int, ema_decay: Optional[float], ema_warmup: bool
+) -> Schedule:
     """``num_videos`` training videos (one crop each per epoch) in batches of ``batch_size``."""
     iters = max(math.ceil(num_videos / batch_size), 1)
     total = (warmup_epochs + epochs) * iters

@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import Config
-from ..data.build import load_split, make_dataset, make_loader, resolve_paths
-from ..data.check import preflight
-from ..errors import CltdrError
-from ..inference.runner import evaluate_split
-from ..model import build_detector
-from ..runs import RunDir, check_compatible, load_checkpoint, run_config, save_checkpoint, select_device
-from ..utils.io import atomic_write_text
-from .ema import ModelEMA
-from .logger import RunLogger
-from .schedule import warmup_cosine
+from cltdr.config import Config
+from cltdr.data.build import class_names, load_split, make_dataset, make_loader, resolve_paths
+from cltdr.data.check import preflight
+from cltdr.errors import CltdrError
+from cltdr.inference.runner import evaluate_split
+from cltdr.model import build_detector
+from cltdr.runs import RunDir, check_compatible, load_checkpoint, run_config, save_checkpoint, select_device
+from cltdr.training.ema import ModelEMA
+from cltdr.training.logger import RunLogger
+from cltdr.training.schedule import warmup_cosine
+from cltdr.utils.io import atomic_write_text
 
 
 def seed_everything(seed: int) -> None:
@@ -36,7 +36,8 @@ def seed_everything(seed: int) -> None:
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases, norms and other 1-D parameters."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() > 1 else no_decay).append(p)
@@ -65,7 +66,9 @@ class Trainer:
         last = self.run.last
         cfg = resolve_paths(cfg)
         if last.exists() and not resume:
-            raise CltdrError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out")
+            raise CltdrError(
+                f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
+            )
         if resume and not last.exists():
             raise CltdrError(f"nothing to resume in {self.run.root}: {last} does not exist")
         self.cfg = cfg
@@ -73,7 +76,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
 
         self.train_split = load_split(cfg, cfg.dataset.train_subset)
-        self.class_names = cfg.dataset.class_names
+        self.class_names = class_names(cfg)
         self.train_set = make_dataset(cfg, self.train_split, training=True)
         preflight(self.train_set)  # fail before the first epoch, not in the middle of one
         if cfg.dataset.val_subset:
@@ -85,8 +88,12 @@ class Trainer:
         self.total_epochs = t.warmup_epochs + t.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: warmup_cosine(step, warmup_steps=t.warmup_epochs * self.iters_per_epoch,
-                                       total_steps=self.total_epochs * self.iters_per_epoch))
+            lambda step: warmup_cosine(
+                step,
+                warmup_steps=t.warmup_epochs * self.iters_per_epoch,
+                total_steps=self.total_epochs * self.iters_per_epoch,
+            ),
+        )
         self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup) if t.ema_decay else None
         self.epoch = 0
         self.best: dict | None = None
@@ -97,10 +104,15 @@ class Trainer:
     # --------------------------------------------------------------------------------------- state
     def _state(self) -> dict:
         return {
-            "config": self.cfg.model_dump(mode="json"), "class_names": self.class_names, "epoch": self.epoch,
-            "model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(), "best": self.best,
+            "config": self.cfg.model_dump(mode="json"),
+            "class_names": self.class_names,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "best": self.best,
         }
 
     def _load(self, path: Path) -> None:
@@ -126,15 +138,22 @@ class Trainer:
         self.model.train()
         loader = make_loader(self.cfg, self.train_set, training=True, epoch=self.epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.total_epochs}", disable=not self.progress,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             losses = self.model.loss(batch.feats, batch.mask, batch.segments, batch.labels)
             loss = losses["loss"]
             if not torch.isfinite(loss):
-                raise CltdrError(f"training diverged: loss is {loss.item()} at epoch {self.epoch + 1}, iteration {i}; "
-                                 "lower train.lr or check the features for extreme values")
+                raise CltdrError(
+                    f"training diverged: loss is {loss.item()} at epoch {self.epoch + 1}, iteration {i}; "
+                    "lower train.lr or check the features for extreme values"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.train.clip_grad_norm:

@@ -47,11 +47,12 @@ def read_json(path: str | os.PathLike, what: str, *, expect: type | None = dict,
     object" for a dict). Every failure is a :class:`~cltdr.errors.DataError` that names the file and says what
     is wrong: missing, a directory, empty, not JSON (with the line and column), unreadable, or of another type.
     """
-    from ..errors import DataError
+    from cltdr.errors import DataError
 
     path = Path(path)
-    shape = shape or ("a JSON object" if expect is dict else "a JSON document" if expect is None
-                      else f"a JSON {expect.__name__}")
+    shape = shape or (
+        "a JSON object" if expect is dict else "a JSON document" if expect is None else f"a JSON {expect.__name__}"
+    )
     if path.is_dir():
         raise DataError(f"{what} file {path} is a directory, not a file")
     try:
@@ -66,8 +67,9 @@ def read_json(path: str | os.PathLike, what: str, *, expect: type | None = dict,
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno}, "
-                        f"column {err.colno}") from None
+        raise DataError(
+            f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        ) from None
     if expect is not None and not isinstance(obj, expect):
         raise DataError(f"{what} file {path}: expected {shape} at the top level, got {type(obj).__name__}")
     return obj

@@ -47,8 +47,9 @@ def plot_false_positives(d: Diagnosis, path: str | os.PathLike) -> Path:
     return save_png(fig, path)
 
 
-def _plot_by_characteristic(d: Diagnosis, table: dict[str, np.ndarray], ylabel: str, title: str,
-                            baseline: float | None, path: str | os.PathLike) -> Path:
+def _plot_by_characteristic(
+    d: Diagnosis, table: dict[str, np.ndarray], ylabel: str, title: str, baseline: float | None, path: str | os.PathLike
+) -> Path:
     """Bars per bin, grouped by characteristic; empty bins are left blank."""
     fig = new_figure(11, 4.2)
     ax = fig.add_subplot()
@@ -78,12 +79,22 @@ def _plot_by_characteristic(d: Diagnosis, table: dict[str, np.ndarray], ylabel: 
 
 def plot_sensitivity(d: Diagnosis, path: str | os.PathLike) -> Path:
     return _plot_by_characteristic(
-        d, d.sensitivity, "average-mAP$_N$ (%)",
+        d,
+        d.sensitivity,
+        "average-mAP$_N$ (%)",
         f"sensitivity to action characteristics (tIoU {', '.join(f'{t:.2f}' for t in d.thresholds)}; dashed: all; "
         "bin: instances)",
-        d.average_map_n, path)
+        d.average_map_n,
+        path,
+    )
 
 
 def plot_false_negatives(d: Diagnosis, path: str | os.PathLike) -> Path:
-    return _plot_by_characteristic(d, d.false_negatives, "false negatives (%)",
-                                   "share of the ground truth never detected (bin: instances)", None, path)
+    return _plot_by_characteristic(
+        d,
+        d.false_negatives,
+        "false negatives (%)",
+        "share of the ground truth never detected (bin: instances)",
+        None,
+        path,
+    )

@@ -30,8 +30,14 @@ def plot_timeline(t: Timeline, path: str | os.PathLike) -> Path:
         ax.broken_barh([(start, end - start)], (top[lane] + 0.1, 0.8), color=colors[lane])
     for (start, end), lane, row, score in zip(t.det, t.det_lane, t.det_row, t.det_score):
         y = top[lane] + 1 + row
-        ax.broken_barh([(start, end - start)], (y + 0.1, 0.8), facecolor=colors[lane],
-                       alpha=0.25 + 0.75 * float(np.clip(score, 0, 1)), edgecolor="black", linewidth=0.4)
+        ax.broken_barh(
+            [(start, end - start)],
+            (y + 0.1, 0.8),
+            facecolor=colors[lane],
+            alpha=0.25 + 0.75 * float(np.clip(score, 0, 1)),
+            edgecolor="black",
+            linewidth=0.4,
+        )
         ax.text((start + end) / 2, y + 0.5, f"{score:.2f}", ha="center", va="center", fontsize=7)
     for y in top[1:-1]:
         ax.axhline(y, color="gray", linewidth=0.5)
@@ -57,10 +63,14 @@ def plot_scores(points: ScorePoints, class_names: Sequence[str], title: str, pat
         mine = points.label == k
         ax.scatter(points.tiou[mine], points.score[mine], s=6, color=color, alpha=0.5, label=class_names[k])
         i = best[int(k)]
-        ax.scatter([points.tiou[i]], [points.score[i]], marker="*", s=260, color=color, edgecolor="black",
-                   zorder=3)
-        ax.annotate(f"score {points.score[i]:.2f}, tIoU {points.tiou[i]:.2f}", (points.tiou[i], points.score[i]),
-                    textcoords="offset points", xytext=(8, -12), fontsize=8)
+        ax.scatter([points.tiou[i]], [points.score[i]], marker="*", s=260, color=color, edgecolor="black", zorder=3)
+        ax.annotate(
+            f"score {points.score[i]:.2f}, tIoU {points.tiou[i]:.2f}",
+            (points.tiou[i], points.score[i]),
+            textcoords="offset points",
+            xytext=(8, -12),
+            fontsize=8,
+        )
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=0.8)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -72,14 +82,21 @@ def plot_scores(points: ScorePoints, class_names: Sequence[str], title: str, pat
     return save_png(fig, path)
 
 
-def plot_pr(precision: np.ndarray, recall: np.ndarray, ap: np.ndarray, thresholds: np.ndarray, title: str,
-            path: str | os.PathLike) -> Path:
+def plot_pr(
+    precision: np.ndarray,
+    recall: np.ndarray,
+    ap: np.ndarray,
+    thresholds: np.ndarray,
+    title: str,
+    path: str | os.PathLike,
+) -> Path:
     """Precision against recall of one class, one curve (M, n) per threshold, with its AP in the legend."""
     fig = new_figure(6, 5)
     ax = fig.add_subplot()
     for p, r, a, t in zip(precision, recall, ap, thresholds):
-        ax.step(np.r_[0.0, r], np.r_[p[:1], p] if len(p) else [0.0], where="post",
-                label=f"tIoU {t:.2f}: AP {100 * a:.1f}")
+        ax.step(
+            np.r_[0.0, r], np.r_[p[:1], p] if len(p) else [0.0], where="post", label=f"tIoU {t:.2f}: AP {100 * a:.1f}"
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")

@@ -60,8 +60,10 @@ def timeline(ground_truth: Mapping, predictions: Mapping, subset: str, video: st
     results = results_of(predictions, "predictions")
     if video not in gt and video not in results:
         known = sorted(gt)[:5]
-        raise DataError(f"video {video!r} is neither in subset {subset!r} of the ground truth nor in the "
-                        f"predictions; videos of the subset include {known}")
+        raise DataError(
+            f"video {video!r} is neither in subset {subset!r} of the ground truth nor in the "
+            f"predictions; videos of the subset include {known}"
+        )
     videos, labels, scores, segments = flatten_predictions({video: results.get(video, [])}, "predictions")
     best = np.argsort(-scores, kind="stable")[:top]  # (D,)
     gt_rows = gt.get(video, [])
@@ -100,8 +102,10 @@ class ScorePoints:
 
     def best(self) -> dict[int, int]:
         """class -> the point with the highest score (the first one on ties)."""
-        return {int(k): int(np.flatnonzero(self.label == k)[np.argmax(self.score[self.label == k])])
-                for k in np.unique(self.label)}
+        return {
+            int(k): int(np.flatnonzero(self.label == k)[np.argmax(self.score[self.label == k])])
+            for k in np.unique(self.label)
+        }
 
 
 def score_tiou_points(
@@ -123,8 +127,8 @@ def score_tiou_points(
     if not parts:
         empty = np.zeros(0)
         return ScorePoints(empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64), empty, empty)
-    level, step, label, score, tiou = (np.concatenate(column) for column in zip(*parts))
-    return ScorePoints(level.astype(np.int64), step.astype(np.int64), label.astype(np.int64), score, tiou)
+    levels, steps, labels, point_scores, tious = [np.concatenate(column) for column in zip(*parts)]
+    return ScorePoints(levels.astype(np.int64), steps.astype(np.int64), labels.astype(np.int64), point_scores, tious)
 
 
 # ---------------------------------------------------------------------------------- precision / recall
