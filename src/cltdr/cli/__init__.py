@@ -3,7 +3,7 @@
     train.py     synth, train, demo
     infer.py     test, detect
     data.py      convert, check
-    evaluate.py  evaluate, diagnose, plot (timeline, scores, pr), export
+    evaluate.py  evaluate, diagnose, plot (timeline, scores, pr), report, export
     ablate.py    ablate
 
 A new command goes into one of them (or a new module added to ``COMMANDS``) as ``cmd_<name>(args)`` plus its

@@ -1,6 +1,6 @@
-"""The evaluation commands of ``cltdr``: evaluate, diagnose, plot (timeline, scores, pr) and export.
+"""The evaluation commands of ``cltdr``: evaluate, diagnose, plot (timeline, scores, pr), report and export.
 
-Each reads files and writes files (JSON, PNG, CSV) atomically; user errors raise
+Each reads files and writes files (JSON, PNG, CSV, HTML) atomically; user errors raise
 :class:`~cltdr.errors.CltdrError`, which :func:`cltdr.cli.main` turns into one message and exit status 2.
 """
 
@@ -196,6 +196,57 @@ def cmd_plot_pr(args) -> None:
     echo(f"wrote {len(wanted)} precision/recall plots to {out}/")
 
 
+# -------------------------------------------------------------------------------------------------- report
+def cmd_report(args) -> None:
+    from cltdr.evaluation.protocols import PROTOCOLS, protocol_of
+    from cltdr.viz.report import write_report
+
+    gt, pred, subset, sources = args.gt, args.pred, args.subset, {}
+    if args.run_dir is not None:  # what `cltdr test RUN` wrote and evaluated, unless a flag replaces it
+        from cltdr.runs import RunDir, run_config
+
+        run, cfg = RunDir(args.run_dir), run_config(args.run_dir)
+        gt, subset = gt or cfg.dataset.annotation_file, subset or cfg.dataset.test_subset
+        args.tiou = args.tiou or (None if args.dataset else cfg.test.tiou_thresholds)
+        sources["run"] = str(run.root)
+        if pred is None:
+            pred = run.predictions()
+            if not pred.is_file():
+                raise CltdrError(f"{run.root} has no {pred.name}: run `cltdr test {run.root}` first, or give --pred")
+            if cfg.dataset.class_agnostic:  # scored against one-class ground truth, as `cltdr test` does
+                from cltdr.inference.fusion import evaluation_ground_truth
+                from cltdr.utils.io import read_json
+
+                sources["ground_truth"] = f"{gt} (every label replaced by the run's one class)"
+                gt = evaluation_ground_truth(cfg, read_json(gt, "ground-truth"))
+    elif gt is None or pred is None or subset is None:
+        raise CltdrError("give a run directory, or --pred, --gt and --subset")
+    thresholds = _thresholds(args)
+    # The protocol of these thresholds decides the columns shown and, as for `diagnose`, DETAD's thresholds and bins.
+    dataset = args.dataset or protocol_of(thresholds)
+    protocol = PROTOCOLS.get(dataset) if dataset else None
+    summary = write_report(
+        args.out,
+        gt,
+        pred,
+        subset,
+        thresholds,
+        video_dir=args.videos,
+        sources=sources,
+        title=args.title or f"cltdr report: {Path(args.run_dir or pred).name}",
+        shown_thresholds=protocol.reported if protocol else None,
+        diagnosis_thresholds=list(protocol.thresholds) if protocol and dataset in ("anet", "hacs") else [0.5],
+        bins=args.bins or (protocol.bins if protocol else "thumos14"),
+    )
+    echo(summary.metrics.format_table(protocol.reported if protocol else None))
+    linked = f", {summary.linked} with a video file" if args.videos else ""
+    ignored = f" ({summary.ignored} predictions of videos outside the subset left out)" if summary.ignored else ""
+    echo(
+        f"wrote {summary.path} ({summary.size_bytes / 1e6:.1f} MB): {summary.videos} videos{linked}, "
+        f"{summary.detections} detections{ignored}"
+    )
+
+
 # -------------------------------------------------------------------------------------------------- export
 def cmd_export(args) -> None:
     from cltdr.evaluation import GroundTruth
@@ -226,7 +277,7 @@ def cmd_export(args) -> None:
 
 # -------------------------------------------------------------------------------------------------- parser
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register evaluate, diagnose, plot and export on the ``cltdr`` sub-command parser ``sub``."""
+    """Register evaluate, diagnose, plot, report and export on the ``cltdr`` sub-command parser ``sub``."""
     from cltdr.evaluation.diagnosis import CHARACTERISTIC_BINS, MIN_TIOU
     from cltdr.evaluation.protocols import PROTOCOLS
 
@@ -282,6 +333,42 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--classes", nargs="+", default=None, help="only these classes")
     s.add_argument("--out", required=True, type=Path, help="output folder")
     s.set_defaults(func=cmd_plot_pr)
+
+    s = sub.add_parser("report", help="one self-contained HTML page: mAP, classes, errors, every video's timeline")
+    s.add_argument(
+        "run_dir",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="run directory: its predictions.json, annotation file, test subset and thresholds (each replaced by "
+        "the flag that names it); without it, --pred, --gt and --subset are required",
+    )
+    s.add_argument("--pred", type=Path, default=None, help="prediction JSON (ActivityNet result format)")
+    s.add_argument("--gt", type=Path, default=None, help="annotation JSON")
+    s.add_argument("--subset", default=None, help="subset of the annotation file (case-insensitive)")
+    s.add_argument("--dataset", choices=datasets, default=None, help="benchmark whose protocol applies")
+    s.add_argument(
+        "--tiou",
+        type=float,
+        nargs="+",
+        default=None,
+        help="mAP thresholds (default: the run's, else those of --dataset, else THUMOS14's)",
+    )
+    s.add_argument(
+        "--bins",
+        choices=sorted(CHARACTERISTIC_BINS),
+        default=None,
+        help="DETAD bin edges (default: those of the protocol, else thumos14)",
+    )
+    s.add_argument(
+        "--videos",
+        type=Path,
+        default=None,
+        help="folder of the videos (<id>.mp4, .webm, ...): each timeline gets a player, linked relatively",
+    )
+    s.add_argument("--title", default=None, help="the page's title")
+    s.add_argument("--out", required=True, type=Path, help="HTML file")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="predictions as CSV, or as the input files of the DETAD tool")
     s.add_argument("--pred", required=True, type=Path, help="prediction JSON (ActivityNet result format)")

@@ -54,6 +54,7 @@ def cmd_demo(args) -> None:
     from cltdr.inference.runner import test_run
     from cltdr.runs import RunDir
     from cltdr.training.trainer import Trainer
+    from cltdr.viz.report import write_report
 
     out = Path(args.out)
     start = time.time()
@@ -75,6 +76,15 @@ def cmd_demo(args) -> None:
     echo(f"[demo] trained ({time.time() - start:.0f} s); testing on '{info.test_subset}'")
     tested = test_run(run.root, out_dir=out, progress=False)
     echo(tested.split.metrics.format_table())
+    report = write_report(
+        out / "report.html",
+        info.annotation_path,
+        RunDir(out).predictions(),
+        info.test_subset,
+        cfg.test.tiou_thresholds,
+        title="cltdr demo: CLTDR-GMG on the synthetic benchmark",
+    )
+    echo(f"[demo] report (open it in a browser): {report.path}")
     echo(f"[demo] done in {time.time() - start:.0f} s: {', '.join(map(str, tested.written))}")
 
 

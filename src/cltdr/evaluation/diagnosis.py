@@ -93,19 +93,30 @@ def characteristics(gt: GroundTruth) -> dict[str, np.ndarray]:
     }
 
 
-def error_types(gt: GroundTruth, matching: Matching, min_tiou: float = MIN_TIOU) -> np.ndarray:
-    """(M, N) error type (an index into :data:`ERROR_TYPES`) of every prediction of ``matching``."""
-    pred = matching.predictions
+def best_overlap(gt: GroundTruth, pred: Predictions, min_tiou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each prediction's best ground truth in its video, any class: (N,) tIoU (0 where none reaches
+    ``min_tiou``) and (N,) ground-truth index (file order, -1 where none). Ties: the first in file order."""
     groups = Groups.of(gt.video)
-    cutoff = min(min_tiou, float(matching.thresholds.min()))
-    pair_pred, pair_gt, pair_tiou = candidate_pairs(pred.segments, groups.find(pred.video), gt.segments, groups, cutoff)
+    pair_pred, pair_gt, pair_tiou = candidate_pairs(
+        pred.segments, groups.find(pred.video), gt.segments, groups, min_tiou
+    )
     # Each prediction's best pair: highest tIoU, then the first ground truth in file order (numpy's argmax).
     best = np.lexsort((pair_gt, -pair_tiou, pair_pred))
     first = best[np.r_[True, pair_pred[best][1:] != pair_pred[best][:-1]]] if len(best) else best
     top_tiou = np.zeros(len(pred))  # (N,)
-    same_label = np.zeros(len(pred), dtype=bool)  # (N,)
+    top_gt = np.full(len(pred), -1, dtype=np.int64)  # (N,)
     top_tiou[pair_pred[first]] = pair_tiou[first]
-    same_label[pair_pred[first]] = gt.labels[pair_gt[first]] == pred.labels[pair_pred[first]]
+    top_gt[pair_pred[first]] = pair_gt[first]
+    return top_tiou, top_gt
+
+
+def error_types(gt: GroundTruth, matching: Matching, min_tiou: float = MIN_TIOU) -> np.ndarray:
+    """(M, N) error type (an index into :data:`ERROR_TYPES`) of every prediction of ``matching``."""
+    pred = matching.predictions
+    top_tiou, top_gt = best_overlap(gt, pred, min(min_tiou, float(matching.thresholds.min())))  # (N,), (N,)
+    hit = top_gt >= 0
+    same_label = np.zeros(len(pred), dtype=bool)  # (N,)
+    same_label[hit] = gt.labels[top_gt[hit]] == pred.labels[hit]
     above = top_tiou >= matching.thresholds[:, None]  # (M, N)
     near = top_tiou >= min_tiou  # (N,)
     fp_type = np.where(

@@ -151,7 +151,13 @@ class Predictions:
     def from_results(cls, obj: Mapping, gt: GroundTruth, source: str, require_label: bool = True) -> Predictions:
         """``obj``: ``{"results": {video: [{"label", "score", "segment"}]}}`` or the inner mapping; without
         ``require_label`` (class-agnostic proposals) labels may be left out."""
-        videos, labels, scores, segments = flatten_predictions(obj, source, require_label)
+        return cls.from_flat(*flatten_predictions(obj, source, require_label), gt)
+
+    @classmethod
+    def from_flat(
+        cls, videos: list, labels: list, scores: np.ndarray, segments: np.ndarray, gt: GroundTruth
+    ) -> Predictions:
+        """The arrays of :func:`flatten_predictions` (video ids, labels, scores, segments) read against ``gt``."""
         class_index = {name: k for k, name in enumerate(gt.class_names)}
         video_index = {video: v for v, video in enumerate(gt.videos)}
         return cls(

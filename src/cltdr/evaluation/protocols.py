@@ -32,3 +32,15 @@ def thresholds_for(dataset: str | None, tiou: Sequence[float] | None) -> list[fl
     if tiou:
         return [float(t) for t in tiou]
     return [float(t) for t in PROTOCOLS[dataset or DEFAULT_PROTOCOL].thresholds]
+
+
+def protocol_of(thresholds: Sequence[float]) -> str | None:
+    """The first benchmark whose protocol has exactly these thresholds (in order), or None."""
+    return next(
+        (
+            name
+            for name, p in PROTOCOLS.items()
+            if len(p.thresholds) == len(thresholds) and all(abs(a - b) < 1e-9 for a, b in zip(p.thresholds, thresholds))
+        ),
+        None,
+    )
