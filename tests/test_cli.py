@@ -143,6 +143,31 @@ def test_detect_writes_one_entry_list_per_file(trained_run, tiny_data, tmp_path,
     assert "video_testing_00001" in out
 
 
+def test_detect_refuses_bad_fps_and_clashing_video_ids(trained_run, tiny_data, tmp_path, capsys):
+    """Issue 13, item 3: each of these used to give a silent wrong answer or the wrong message."""
+    feats = tiny_data.feat_dir / "video_testing_00001.npy"
+    for fps in ("-5", "0"):
+        msg = run_error(capsys, "detect", trained_run, feats, "--out", tmp_path / "p.json", "--fps", fps)
+        assert f"--fps {fps}" in msg and "> 0" in msg
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / feats.name
+    twin.write_bytes(feats.read_bytes())
+    msg = run_error(capsys, "detect", trained_run, feats, twin, "--out", tmp_path / "p.json", "--fps", "30")
+    assert "same stem 'video_testing_00001'" in msg and str(twin) in msg
+    assert not (tmp_path / "p.json").exists()
+    out = run_ok(capsys, "detect", trained_run, feats, "--out", tmp_path / "p.json", "--fps", "30", "--quiet")
+    assert "video_testing_00001" not in out  # --quiet: no per-video lines (item 15)
+
+
+def test_a_truncated_npy_says_so(tmp_path):
+    from cltdr.data.features import FeatureError, load_features
+
+    np.save(tmp_path / "full.npy", np.zeros((100, 4), dtype=np.float32))
+    (tmp_path / "v.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:300])
+    with pytest.raises(FeatureError, match=r"v\.npy could not be read: corrupt or truncated.*100 x 4"):
+        load_features(tmp_path / "v.npy", video_id="v", input_dim=4)
+
+
 def test_detect_prepares_features_as_the_run_does(trained_run, tiny_data, tmp_path, capsys):
     """A run whose config resizes features (ActivityNet style) detects on resized input with the resized grid."""
     import shutil

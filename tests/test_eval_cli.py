@@ -245,17 +245,17 @@ def test_export_csv_and_detad(files, tiny_data, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------- presets
 def test_test_and_detect_with_the_deployment_preset(trained_run, tiny_data, tmp_path, capsys, monkeypatch):
-    from cltdr.inference import runner
+    from cltdr.inference import windowed
     from cltdr.inference.postprocess import PostprocessOptions
 
     used = []  # the options every video is post-processed with
 
-    def spy(scores, segments, opts):
+    def spy(cand, opts):
         used.append(opts)
-        return postprocess_video(scores, segments, opts)
+        return suppress(cand, opts)
 
-    postprocess_video = runner.postprocess_video
-    monkeypatch.setattr(runner, "postprocess_video", spy)
+    suppress = windowed.suppress
+    monkeypatch.setattr(windowed, "suppress", spy)
     run_ok(capsys, "test", trained_run, "--out", tmp_path / "b", "--quiet")
     assert set(used) == {PostprocessOptions.preset("benchmark")}
     used.clear()

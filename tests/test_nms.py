@@ -211,3 +211,18 @@ def test_bad_inputs_name_the_problem():
         soft_nms(torch.zeros(4, 2), torch.zeros(4), torch.zeros(4))
     with pytest.raises(ValueError, match="sigma"):
         soft_nms(torch.zeros(4, 2), torch.zeros(4), torch.zeros(4, dtype=torch.long), sigma=0.0)
+
+
+def test_score_voting_in_chunks_equals_voting_at_once(monkeypatch):
+    """Voting handles a bounded number of (kept, voter) pairs at a time; the result does not depend on it."""
+    import cltdr.ops.nms as nms
+
+    g = torch.Generator().manual_seed(1)
+    start = torch.rand(5000, generator=g) * 500
+    segments = torch.stack([start, start + torch.rand(5000, generator=g) * 80 + 1], 1)
+    scores, labels = torch.rand(5000, generator=g), torch.randint(0, 3, (5000,), generator=g)
+    at_once = nms.soft_nms(segments, scores, labels, voting_iou=0.7)
+    monkeypatch.setattr(nms, "_VOTING_PAIRS", 97)
+    chunked = nms.soft_nms(segments, scores, labels, voting_iou=0.7)
+    for a, b in zip(at_once, chunked):
+        torch.testing.assert_close(a, b)

@@ -35,6 +35,8 @@ def cmd_test(args) -> None:
 
 
 def cmd_detect(args) -> None:
+    from tqdm import tqdm
+
     from cltdr.evaluation import result_file
     from cltdr.inference.runner import detect_file
     from cltdr.runs import load_trained_model
@@ -43,16 +45,38 @@ def cmd_detect(args) -> None:
     cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device, args.weights)
     if args.preset:
         cfg.test.preset = args.preset
-    fps = args.fps or cfg.dataset.feat_fps or cfg.dataset.default_fps
+    fps = args.fps if args.fps is not None else cfg.dataset.feat_fps or cfg.dataset.default_fps
     if fps is None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
-    results = {}
+    if not fps > 0:
+        raise CltdrError(f"--fps {fps:g}: the frame rate of the videos must be > 0")
+    stems: dict[str, Path] = {}
     for path in args.features:
+        if path.stem in stems:
+            raise CltdrError(
+                f"{stems[path.stem]} and {path} have the same stem {path.stem!r}, the video id of the "
+                "prediction file: rename one (or run them separately)"
+            )
+        stems[path.stem] = path
+    results = {}
+    many = len(args.features) > 1
+    for path in tqdm(args.features, desc="videos", disable=args.quiet or not many, dynamic_ncols=True):
         found = detect_file(
-            cfg, model, device, path, fps=fps, feat_stride=args.feat_stride, num_frames=args.num_frames, top=args.top
+            cfg,
+            model,
+            device,
+            path,
+            fps=fps,
+            feat_stride=args.feat_stride,
+            num_frames=args.num_frames,
+            top=args.top,
+            progress=not args.quiet,
         )
         results[found.video_id] = found.results
-        echo(f"{found.video_id}: {found.steps} steps, {found.duration:.1f} s, {len(found.results)} detections")
+        if not args.quiet:
+            tqdm.write(
+                f"{found.video_id}: {found.steps} steps, {found.duration:.1f} s, {len(found.results)} detections"
+            )
     atomic_write_json(args.out, result_file(results), indent=None)
     echo(f"wrote {args.out}")
 

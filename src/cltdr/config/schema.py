@@ -476,6 +476,19 @@ class TestConfig(_Section):
     voting_iou: Optional[float] = Field(None, description="PostprocessOptions.voting_iou; null: no voting.")
     max_detections: Optional[int] = Field(None, description="PostprocessOptions.max_detections.")
     max_per_class: Optional[int] = Field(None, description="PostprocessOptions.max_per_class; null: no limit.")
+    window: Optional[int] = Field(
+        None,
+        ge=1,
+        description="Videos longer than this many input steps run in overlapping windows of this length, "
+        "so that memory depends on the window, not on the video (inference/windowed.py); null: 4 x "
+        "dataset.max_seq_len. Each window's FFT branch sees only that window.",
+    )
+    window_overlap: Optional[int] = Field(
+        None,
+        ge=0,
+        description="Steps consecutive windows share: an action is found whole when it fits in them; "
+        "null: dataset.max_seq_len, the longest crop training showed the model.",
+    )
     tiou_thresholds: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
     )
@@ -531,6 +544,12 @@ class Config(_Section):
                 f"dataset.max_seq_len={self.dataset.max_seq_len} is shorter than the coarsest stride "
                 f"{divisor} of a {self.model.num_levels}-level pyramid"
             )
+        window, overlap = self.inference_window()
+        if overlap >= window:
+            raise ValueError(
+                f"test.window_overlap={overlap} must be shorter than test.window={window}: consecutive windows "
+                "would not advance"
+            )
         if self.dataset.resize_to is not None and self.dataset.resize_to < divisor:
             raise ValueError(
                 f"dataset.resize_to={self.dataset.resize_to} is shorter than the coarsest stride "
@@ -542,6 +561,13 @@ class Config(_Section):
     def divisor(self) -> int:
         """Batches are padded to a multiple of this, the coarsest pyramid stride."""
         return pyramid_divisor(self.model.num_levels)
+
+    def inference_window(self) -> tuple[int, int]:
+        """(window, overlap) of windowed inference in input steps: test.window (4 x dataset.max_seq_len) and
+        test.window_overlap (dataset.max_seq_len)."""
+        window = self.test.window or 4 * self.dataset.max_seq_len
+        overlap = self.dataset.max_seq_len if self.test.window_overlap is None else self.test.window_overlap
+        return window, overlap
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

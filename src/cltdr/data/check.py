@@ -30,6 +30,7 @@ from cltdr.data.features import FeatureError, FeatureStore, check_length
 from cltdr.errors import DataError
 from cltdr.training.recipe import INITIAL_WEIGHT_SHARE, schedule
 
+CHECK_WINDOW = 16384  # steps read at a time by the checks (64 MB of 1024-channel float32)
 LENGTH_TOLERANCE = 0.05  # features may cover the video's duration to within 5% (or 2 feature strides)
 DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close: a duplicate (as in the evaluation)
 TOP_LEVEL_SHARE = 0.05  # suggested pyramid: at most this share of actions lands in the open-ended top level
@@ -56,13 +57,16 @@ class VideoCheck(NamedTuple):
 
 
 def check_video(store: FeatureStore, rec: VideoRecord, min_length: int, reason: str) -> VideoCheck:
-    """Read one video's features once and check them against its annotation."""
+    """Read one video's features once, window by window (memory stays bounded for hours-long videos), and check
+    them against its annotation."""
     try:
-        feats = store.read(rec.video_id, rec.subset)  # (T, C), channels and values checked
+        opened = store.open(rec.video_id, rec.subset)  # channels checked
+        for start in range(0, opened.num_steps, CHECK_WINDOW):
+            opened.read(start, min(start + CHECK_WINDOW, opened.num_steps))  # values checked
     except FeatureError as e:
         return VideoCheck(None, np.zeros(0), [Problem("error", e.kind, str(e), rec.video_id)])
-    where = f"video {rec.video_id!r}: feature file {store.describe(rec.video_id, rec.subset)}"
-    T = feats.shape[0]
+    where = opened.where
+    T = opened.num_steps
     steps = store.prepared_length(T)
     problems = []
     try:

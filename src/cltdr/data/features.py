@@ -220,14 +220,18 @@ def _concat(parts: list[np.ndarray], names: list[str], where: str) -> np.ndarray
     return np.concatenate([np.asarray(p) for p in parts], axis=1)
 
 
-def _check_values(feats: np.ndarray, input_dim: int, where: str) -> np.ndarray:
-    """(T, C) -> contiguous float32, checking C == input_dim and that every value is finite."""
-    if feats.shape[1] != input_dim:
-        hint = " (it looks transposed: set dataset.feat_layout)" if feats.shape[0] == input_dim else ""
+def _check_channels(num_steps: int, channels: int, input_dim: int, where: str) -> None:
+    if channels != input_dim:
+        hint = " (it looks transposed: set dataset.feat_layout)" if num_steps == input_dim else ""
         raise FeatureError(
-            "wrong channels",
-            f"{where}: expected (T, {input_dim}), got (T, {feats.shape[1]}) with T = {feats.shape[0]}{hint}",
+            "wrong channels", f"{where}: expected (T, {input_dim}), got (T, {channels}) with T = {num_steps}{hint}"
         )
+
+
+def _check_values(feats: np.ndarray, input_dim: int, where: str, first_step: int = 0) -> np.ndarray:
+    """(T, C) -> contiguous float32, checking C == input_dim and that every value is finite; ``first_step``: the
+    video step of row 0 (a window read from a longer video), so that errors give the video's step."""
+    _check_channels(feats.shape[0], feats.shape[1], input_dim, where)
     try:  # into memory (a memory-mapped or read-only array is copied), contiguous float32
         feats = np.array(feats, dtype=np.float32, order="C", copy=not feats.flags.writeable or None)
     except (TypeError, ValueError) as e:
@@ -237,8 +241,8 @@ def _check_values(feats: np.ndarray, input_dim: int, where: str) -> np.ndarray:
         t, c = np.argwhere(bad)[0]
         raise FeatureError(
             "non-finite values",
-            f"{where}: {int(bad.sum())} NaN or inf values (after conversion to float32), the first at step {t}, "
-            f"channel {c}",
+            f"{where}: {int(bad.sum())} NaN or inf values (after conversion to float32), the first at step "
+            f"{first_step + t}, channel {c}",
         )
     return feats
 
@@ -248,6 +252,128 @@ def check_length(num_steps: int, min_length: int, reason: str | None, where: str
         raise FeatureError(
             "too short", f"{where} has {num_steps} steps; {reason or 'the model'} needs at least {min_length} steps"
         )
+
+
+# ------------------------------------------------------------------------------------ reading by windows
+Rows = Callable[[int, int], np.ndarray]  # (start, stop) -> the (stop - start, C_s) rows of one stored array
+
+
+def _npy_rows(path: Path, video_id: str) -> tuple[int, int, Rows] | None:
+    """A plain (T, C) C-ordered .npy file read by seeking to the rows asked for (no memory map, so a long video's
+    pages never accumulate in the process): (T, C, rows), or None for any other layout (read another way)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if len(shape) != 2 or fortran or dtype.hasobject:
+        return None
+    T, C = shape
+    expected, size = offset + T * C * dtype.itemsize, path.stat().st_size
+    if size < expected:
+        raise FeatureError(
+            "unreadable file",
+            f"video {video_id!r}: feature file {path} could not be read: corrupt or truncated (its header says "
+            f"{T} x {C} values of {dtype}, {expected} bytes with the header; the file holds {size})",
+        )
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        with open(path, "rb") as f:
+            f.seek(offset + start * C * dtype.itemsize)
+            return np.fromfile(f, dtype=dtype, count=(stop - start) * C).reshape(stop - start, C)
+
+    return T, C, rows
+
+
+def _hdf5_rows(path: Path, key: str, layout: str) -> tuple[int, int, Rows] | None:
+    """A plain 2-D HDF5 dataset sliced on read: (T, C, rows), or None for a group or another shape."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        node = f.get(key)
+        if not isinstance(node, h5py.Dataset) or node.ndim != 2:
+            return None
+        T, C = node.shape if layout == "TC" else node.shape[::-1]
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            node = f[key]
+            return node[start:stop] if layout == "TC" else node[:, start:stop].T
+
+    return T, C, rows
+
+
+@dataclass
+class StoredFeatures:
+    """One video's stored (T, C) features, read a window of steps at a time (:meth:`read`), so that an hours-long
+    video never has to be in memory whole. ``.npy`` files and plain HDF5 datasets are read lazily; other formats
+    are loaded once, then sliced. The channel count is checked when opened; values, window by window."""
+
+    parts: list[Rows]  # one per source, concatenated on channels
+    num_steps: int  # T
+    input_dim: int  # C
+    where: str  # the video and its file(s), as quoted in errors
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Stored steps [start, stop) as contiguous float32 (stop None: to the end), values checked."""
+        stop = self.num_steps if stop is None else stop
+        parts = [rows(start, stop) for rows in self.parts]
+        window = parts[0] if len(parts) == 1 else np.concatenate([np.asarray(p) for p in parts], axis=1)
+        where = self.where if (start, stop) == (0, self.num_steps) else f"{self.where}, steps {start}-{stop}"
+        return _check_values(window, self.input_dim, where, first_step=start)
+
+
+def _open_source(
+    path: Path, key: str | None, video_id: str, keys: Sequence[str] | None, layout: str, where: str
+) -> tuple[int, int, Rows]:
+    """(T, C_s, rows) of one source of a video: read lazily where the format allows, else loaded whole."""
+    if keys is None and layout == "TC" and key is None and path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            lazy = _npy_rows(path, video_id)
+        except FeatureError:
+            raise
+        except Exception:  # not a readable .npy: the ordinary reader below says why
+            lazy = None
+        if lazy is not None:
+            return lazy
+    if keys is None and key is not None and path.is_file():
+        try:
+            lazy = _hdf5_rows(path, key, layout)
+        except Exception:
+            lazy = None
+        if lazy is not None:
+            return lazy
+    obj = _read_file(path, video_id) if key is None else _read_hdf5(path, key, video_id)
+    array = _select(obj, keys, layout, where)  # (T, C_s), possibly a memory map
+    return array.shape[0], array.shape[1], lambda start, stop: array[start:stop]
+
+
+def open_features(
+    locations: Sequence[tuple[Path, str | None]],
+    *,
+    video_id: str,
+    input_dim: int,
+    keys: Sequence[str] | None = None,
+    layout: str = "TC",
+    where: str | None = None,
+) -> StoredFeatures:
+    """Open a video's feature sources (file, HDF5 key or None), concatenated on channels, for reading by windows."""
+    where = where or f"video {video_id!r}: feature file " + " + ".join(
+        str(p) if k is None else f"{p}[{k!r}]" for p, k in locations
+    )
+    opened = []
+    for path, key in locations:
+        part_where = f"video {video_id!r}: feature file {path}" + (f", entry {key!r}" if key else "")
+        opened.append(_open_source(Path(path), key, video_id, keys, layout, part_where))
+    lengths = [T for T, _, _ in opened]
+    if len(set(lengths)) != 1:
+        shown = ", ".join(f"{p}: {T} steps" for (p, _), T in zip(locations, lengths))
+        raise FeatureError("wrong shape", f"{where}: the parts to concatenate have different lengths ({shown})")
+    channels = sum(C for _, C, _ in opened)
+    if len(opened) > 1 and channels != input_dim:
+        where += " (" + " + ".join(str(C) for _, C, _ in opened) + " channels)"
+    _check_channels(lengths[0], channels, input_dim, where)
+    return StoredFeatures([rows for _, _, rows in opened], lengths[0], input_dim, where)
 
 
 def load_features(
@@ -262,11 +388,9 @@ def load_features(
 ) -> np.ndarray:
     """Load one per-video feature file as a (T, C) float32 array, checking C == input_dim, finite values and
     T >= min_length. ``min_length_reason``: what needs ``min_length`` steps, quoted in the error."""
-    path = Path(path)
-    where = f"video {video_id!r}: feature file {path}"
-    feats = _check_values(_select(_read_file(path, video_id), keys, layout, where), input_dim, where)
-    check_length(feats.shape[0], min_length, min_length_reason, where)
-    return feats
+    stored = open_features([(Path(path), None)], video_id=video_id, input_dim=input_dim, keys=keys, layout=layout)
+    check_length(stored.num_steps, min_length, min_length_reason, stored.where)
+    return stored.read()
 
 
 # --------------------------------------------------------------------------------------- preparation
@@ -335,20 +459,20 @@ class FeatureStore:
         """The file(s) of a video, as quoted in errors."""
         return " + ".join(str(p) if k is None else f"{p}[{k!r}]" for p, k in self.locations(video_id, subset))
 
+    def open(self, video_id: str, subset: str = "") -> StoredFeatures:
+        """A video's stored features (sources concatenated), for reading by windows; channels checked."""
+        return open_features(
+            self.locations(video_id, subset),
+            video_id=video_id,
+            input_dim=self.input_dim,
+            keys=self.keys,
+            layout=self.layout,
+            where=f"video {video_id!r}: feature file {self.describe(video_id, subset)}",
+        )
+
     def read(self, video_id: str, subset: str = "") -> np.ndarray:
         """The stored (T, C) float32 features of a video (sources concatenated), validated: C, finite values."""
-        parts, names = [], []
-        for path, key in self.locations(video_id, subset):
-            where = f"video {video_id!r}: feature file {path}" + (f", entry {key!r}" if key else "")
-            obj = _read_file(path, video_id) if key is None else _read_hdf5(path, key, video_id)
-            parts.append(_select(obj, self.keys, self.layout, where))
-            names.append(str(path))
-        where = f"video {video_id!r}: feature file {self.describe(video_id, subset)}"
-        feats = _concat(parts, names, where)
-        if len(parts) > 1 and feats.shape[1] != self.input_dim:
-            channels = " + ".join(str(p.shape[1]) for p in parts)
-            where += f" ({channels} channels)"
-        return _check_values(feats, self.input_dim, where)
+        return self.open(video_id, subset).read()
 
     def prepared_length(self, num_steps: int) -> int:
         """Steps of the model's input for a video stored with ``num_steps`` steps."""

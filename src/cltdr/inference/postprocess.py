@@ -29,6 +29,13 @@ class Detections:
     def __len__(self) -> int:
         return self.scores.shape[0]
 
+    @staticmethod
+    def cat(parts: list[Detections]) -> Detections:
+        return Detections(*(torch.cat(column) for column in zip(*((d.segments, d.scores, d.labels) for d in parts))))
+
+    def __getitem__(self, keep: Tensor) -> Detections:
+        return Detections(self.segments[keep], self.scores[keep], self.labels[keep])
+
 
 @torch.no_grad()
 def select_candidates(scores: list[Tensor], segments: list[Tensor], opts: PostprocessOptions) -> Detections:
@@ -60,9 +67,8 @@ def select_candidates(scores: list[Tensor], segments: list[Tensor], opts: Postpr
     return Detections(torch.cat(out_seg), torch.cat(out_score), torch.cat(out_label))
 
 
-def postprocess_video(scores: list[Tensor], segments: list[Tensor], opts: PostprocessOptions) -> Detections:
-    """Per-level predictions of one video -> its final detections in grid units (candidates, then Soft-NMS)."""
-    cand = select_candidates(scores, segments, opts)
+def suppress(cand: Detections, opts: PostprocessOptions) -> Detections:
+    """Candidates of one video -> its final detections: Soft-NMS, then the per-class and per-video limits."""
     seg, score, label = soft_nms(
         cand.segments,
         cand.scores,
@@ -77,6 +83,11 @@ def postprocess_video(scores: list[Tensor], segments: list[Tensor], opts: Postpr
         keep = (_rank_within_label(label) < opts.max_per_class).nonzero().squeeze(1)[: opts.max_detections]
         seg, score, label = seg[keep], score[keep], label[keep]
     return Detections(seg, score, label)
+
+
+def postprocess_video(scores: list[Tensor], segments: list[Tensor], opts: PostprocessOptions) -> Detections:
+    """Per-level predictions of one video -> its final detections in grid units (candidates, then Soft-NMS)."""
+    return suppress(select_candidates(scores, segments, opts), opts)
 
 
 def _rank_within_label(labels: Tensor) -> Tensor:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from cltdr.config import Config
 from cltdr.data.build import class_names, load_split, make_dataset
-from cltdr.data.dataset import pad_features
+from cltdr.data.dataset import TALDataset, pad_features
+from cltdr.data.features import StoredFeatures, check_length
 from cltdr.data.grid import FeatureGrid
 from cltdr.evaluation import MapResult, evaluate_map
 from cltdr.evaluation.inputs import result_file
 from cltdr.inference.fusion import evaluation_ground_truth, fuse_detections, load_class_scores
-from cltdr.inference.postprocess import PostprocessOptions, postprocess_video, to_results
+from cltdr.inference.postprocess import PostprocessOptions, to_results
+from cltdr.inference.windowed import detect_windows
 from cltdr.model.outputs import VideoPrediction
 from cltdr.runs import RunDir, load_trained_model
 from cltdr.utils.io import atomic_write_json, read_json
@@ -41,27 +44,85 @@ def raw_predictions(model, feats: torch.Tensor, device) -> VideoPrediction:
     return model.predict(x, mask)[0].cpu()
 
 
+@dataclass
+class FeatureReader:
+    """One video's model input, read a window of steps at a time: ``read(start, stop)`` -> (C, stop - start)."""
+
+    num_steps: int  # T, input steps of the video
+    read: Callable[[int, int], torch.Tensor]
+
+    @staticmethod
+    def of_tensor(feats: torch.Tensor) -> FeatureReader:
+        """Features (C, T) already in memory."""
+        return FeatureReader(feats.shape[-1], lambda start, stop: feats[:, start:stop])
+
+    @staticmethod
+    def of_stored(stored: StoredFeatures, downsample_rate: int = 1) -> FeatureReader:
+        """Stored features read lazily, every ``downsample_rate``-th step (FeatureStore.prepare without resizing)."""
+        r = downsample_rate
+
+        def read(start: int, stop: int) -> torch.Tensor:
+            rows = stored.read(start * r, min((stop - 1) * r + 1, stored.num_steps))[::r]
+            return torch.from_numpy(np.ascontiguousarray(rows.T))
+
+        return FeatureReader(-(-stored.num_steps // r), read)
+
+
 def detect(
     model,
-    feats: torch.Tensor,
+    feats: torch.Tensor | FeatureReader,
     grid: FeatureGrid,
     duration: float,
     opts: PostprocessOptions,
     class_names: list[str],
     device,
+    *,
+    window: tuple[int, int] | None = None,
+    progress: bool = False,
 ) -> list[dict]:
-    """One video's features (C, T) -> its result entries, sorted by score."""
-    detections = postprocess_video(*raw_predictions(model, feats, device), opts)
+    """One video's features (C, T), or a reader of them, -> its result entries, sorted by score. ``window``:
+    (window, overlap) in steps, for windowed inference of a video longer than the window (windowed.py); None:
+    the whole video at once."""
+    reader = feats if isinstance(feats, FeatureReader) else FeatureReader.of_tensor(feats)
+    w, overlap = window or (reader.num_steps, 0)
+    detections = detect_windows(
+        lambda start, stop: raw_predictions(model, reader.read(start, stop), device),
+        reader.num_steps,
+        opts,
+        window=max(w, 1),
+        overlap=overlap,
+        progress=progress,
+    )
     return to_results(detections, grid, duration, class_names)
 
 
+def _test_input(dataset: TALDataset, index: int) -> tuple[str, FeatureReader, FeatureGrid, float]:
+    """A test video's id, model input (read window by window unless resized to a fixed length), grid, duration."""
+    rec, store = dataset.videos[index], dataset.store
+    if store.resize_to is not None:
+        sample = dataset[index]
+        assert sample.feats is not None
+        return rec.video_id, FeatureReader.of_tensor(sample.feats), sample.grid, sample.duration
+    stored = store.open(rec.video_id, rec.subset)
+    reader = FeatureReader.of_stored(stored, store.downsample_rate)
+    check_length(reader.num_steps, dataset.min_length, dataset.min_length_reason, stored.where)
+    return rec.video_id, reader, store.grid(rec.fps, stored.num_steps), rec.duration
+
+
 def predict_dataset(
-    model, dataset, opts: PostprocessOptions, class_names: list[str], device, progress: bool = True
+    model,
+    dataset: TALDataset,
+    opts: PostprocessOptions,
+    class_names: list[str],
+    device,
+    progress: bool = True,
+    window: tuple[int, int] | None = None,
 ) -> dict[str, list[dict]]:
+    """Every video of a test dataset -> its result entries; ``window``: see :func:`detect`."""
     results = {}
     for i in tqdm(range(len(dataset)), desc="inference", disable=not progress, leave=False, dynamic_ncols=True):
-        sample = dataset[i]
-        results[sample.video_id] = detect(model, sample.feats, sample.grid, sample.duration, opts, class_names, device)
+        video_id, reader, grid, duration = _test_input(dataset, i)
+        results[video_id] = detect(model, reader, grid, duration, opts, class_names, device, window=window)
     return results
 
 
@@ -82,7 +143,9 @@ def evaluate_split(
 ) -> SplitResult:
     split = load_split(cfg, subset)
     dataset = make_dataset(cfg, split, training=False)
-    results = predict_dataset(model, dataset, postprocess_options(cfg), class_names, device, progress)
+    results = predict_dataset(
+        model, dataset, postprocess_options(cfg), class_names, device, progress, window=cfg.inference_window()
+    )
     gt = read_json(cfg.dataset.annotation_file, "annotation")
     metrics = evaluate_map(evaluation_ground_truth(cfg, gt), {"results": results}, subset, cfg.test.tiou_thresholds)
     fused = None
@@ -165,13 +228,15 @@ def detect_file(
     feat_stride: float | None = None,
     num_frames: float | None = None,
     top: int | None = None,
+    progress: bool = False,
 ) -> FileDetections:
     """Detect actions in one feature file (T, C), read and prepared as the run's dataset was (layout, keys,
-    downsampling, resizing); ``feat_stride`` / ``num_frames`` replace the stored grid of the config."""
+    downsampling, resizing); ``feat_stride`` / ``num_frames`` replace the stored grid of the config. A video
+    longer than the config's window is read and run window by window (``progress``: a bar over them)."""
     import dataclasses
 
     from cltdr.data.build import feature_store, pyramid_name
-    from cltdr.data.features import check_length, load_features
+    from cltdr.data.features import open_features
 
     path = Path(path)
     store = dataclasses.replace(
@@ -179,19 +244,26 @@ def detect_file(
         feat_stride=feat_stride or cfg.dataset.feat_stride,
         num_frames=num_frames or cfg.dataset.num_frames,
     )
-    stored = load_features(
-        path, video_id=path.stem, input_dim=cfg.dataset.input_dim, keys=store.keys, layout=store.layout
+    stored = open_features(
+        [(path, None)], video_id=path.stem, input_dim=cfg.dataset.input_dim, keys=store.keys, layout=store.layout
     )
-    duration = store.stored_grid(fps).span_seconds(stored.shape[0])
-    feats, grid = store.prepare(stored, fps)
-    check_length(feats.shape[0], model.divisor, pyramid_name(cfg), f"video {path.stem!r}: feature file {path}")
+    duration = store.stored_grid(fps).span_seconds(stored.num_steps)
+    grid = store.grid(fps, stored.num_steps)
+    if store.resize_to is not None:  # resized to a fixed length: the whole video, read at once
+        reader = FeatureReader.of_tensor(torch.from_numpy(store.prepare(stored.read(), fps)[0].T.copy()))
+    else:
+        reader = FeatureReader.of_stored(stored, store.downsample_rate)
+    check_length(reader.num_steps, model.divisor, pyramid_name(cfg), stored.where)
     results = detect(
         model,
-        torch.from_numpy(feats).T.contiguous(),
+        reader,
         grid,
         duration,
         postprocess_options(cfg),
         class_names(cfg),
         device,
+        window=cfg.inference_window(),
+        progress=progress,
     )
+    return FileDetections(path.stem, stored.num_steps, duration, results[:top])
     return FileDetections(path.stem, stored.shape[0], duration, results[:top])

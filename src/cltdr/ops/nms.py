@@ -21,6 +21,9 @@ from cltdr.ops.segments import aligned_segment_iou, inter_union, iou_of
 
 # The packed table is compacted (dead candidates and finished groups removed) every this many rounds.
 _COMPACT_EVERY = 8
+# Score voting handles at most this many (kept, voter) pairs at once, so that its memory stays bounded however
+# many candidates overlap (an hours-long video run in windows: hundreds of thousands).
+_VOTING_PAIRS = 1 << 21
 
 
 @torch.no_grad()
@@ -212,12 +215,23 @@ def _score_voting(
         bound[into] = found[packed]
 
     counts = hi - lo  # (D,)
-    owner = torch.repeat_interleave(torch.arange(rows.shape[0], device=rows.device), counts)  # (E,)
-    column = torch.arange(owner.shape[0], device=rows.device) - (counts.cumsum(0) - counts)[owner] + lo[owner]
-    idx = slots[rows[owner], column]  # (E,) input index of each voter (-1: padding, only when v == 0)
-    theirs = segments[idx.clamp_min(0)]  # (E, 2)
-    iou = aligned_segment_iou(kept_segments[owner], theirs)  # (E,)
-    weights = torch.where((idx >= 0) & (iou >= voting_iou), iou * scores[idx.clamp_min(0)].to(iou.dtype), 0.0)
-    total = iou.new_zeros(rows.shape[0]).index_add_(0, owner, weights)[:, None]  # (D, 1); 0: zero-length kept
-    summed = theirs.new_zeros(kept_segments.shape).index_add_(0, owner, weights[:, None] * theirs)  # (D, 2)
+    total = kept_segments.new_zeros(rows.shape[0], 1)  # (D, 1) summed weights; 0: zero-length kept
+    summed = kept_segments.new_zeros(kept_segments.shape)  # (D, 2) weighted sum of the voters' segments
+    ends = counts.cumsum(0)  # (D,)
+    first_kept = 0
+    while first_kept < rows.shape[0]:  # kept detections in chunks of at most _VOTING_PAIRS pairs (one if more)
+        done = int(ends[first_kept - 1]) if first_kept else 0
+        stop = max(int(torch.searchsorted(ends, done + _VOTING_PAIRS, right=True)), first_kept + 1)
+        part = torch.arange(first_kept, stop, device=rows.device)  # (D_c,)
+        owner = torch.repeat_interleave(part, counts[part])  # (E_c,)
+        # each pair's column: its position among its owner's pairs, from the owner's window start lo
+        position = done + torch.arange(owner.shape[0], device=rows.device) - (ends[owner] - counts[owner])
+        column = lo[owner] + position
+        idx = slots[rows[owner], column]  # (E_c,) input index of each voter (-1: padding, only when v == 0)
+        theirs = segments[idx.clamp_min(0)]  # (E_c, 2)
+        iou = aligned_segment_iou(kept_segments[owner], theirs)  # (E_c,)
+        weights = torch.where((idx >= 0) & (iou >= voting_iou), iou * scores[idx.clamp_min(0)].to(iou.dtype), 0.0)
+        total.index_add_(0, owner, weights.to(total.dtype)[:, None])
+        summed.index_add_(0, owner, weights[:, None] * theirs)
+        first_kept = stop
     return torch.where(total > 0, summed / torch.where(total > 0, total, 1.0), kept_segments)
