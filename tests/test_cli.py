@@ -381,7 +381,9 @@ def test_evaluate_rejects_bad_thresholds_subsets_and_files(tiny_data, tmp_path, 
     pred.write_text('{"results": {}}')
     argv = ["--gt", tiny_data.annotation_path, "--pred", pred]
     msg = run_error(capsys, "evaluate", *argv, "--subset", tiny_data.test_subset, "--tiou", "0.5", "50")
-    assert "--tiou" in msg and "[50.0]" in msg and "[0, 1]" in msg
+    assert "--tiou" in msg and "[50.0]" in msg and "(0, 1]" in msg
+    msg = run_error(capsys, "evaluate", *argv, "--subset", tiny_data.test_subset, "--tiou", "0")  # issue 13, item 4
+    assert "[0.0]" in msg and "(0, 1]" in msg
     msg = run_error(capsys, "evaluate", *argv, "--subset", "val")
     assert "no annotated video in subset 'val'" in msg and "'testing', 'training'" in msg
     msg = run_error(capsys, "evaluate", "--gt", tmp_path / "gt.json", "--pred", pred, "--subset", "test")

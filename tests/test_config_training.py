@@ -228,3 +228,17 @@ def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path)
     assert cfg.model.cltdr.depthwise is False and cfg.model.cltdr.shared_refine is False
     assert cfg.model.cltdr.offset_init == "default" and cfg.model.cltdr.clamp_refined is False
     assert config_from_dict(BASE).model.cltdr.depthwise is True  # today's default differs
+
+
+def test_an_unknown_device_is_a_config_error():
+    """Issue 13, item 6: train.device=banana used to end in a traceback at the first tensor."""
+    from cltdr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.device"):
+        config_from_dict(
+            {"dataset": {"annotation_file": "a", "feat_dir": "b", "input_dim": 4}, "train": {"device": "banana"}}
+        )
+    for ok in ("auto", "cpu", "cuda", "cuda:1"):
+        config_from_dict(
+            {"dataset": {"annotation_file": "a", "feat_dir": "b", "input_dim": 4}, "train": {"device": ok}}
+        )

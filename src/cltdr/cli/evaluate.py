@@ -16,11 +16,14 @@ from cltdr.errors import CltdrError
 
 # ------------------------------------------------------------------------------------------------- helpers
 def _thresholds(args) -> list[float]:
+    from cltdr.config.schema import invalid_tious
     from cltdr.evaluation.protocols import thresholds_for
 
-    bad = [t for t in args.tiou or [] if not 0 <= t <= 1]
+    bad = invalid_tious(args.tiou or [])
     if bad:
-        raise CltdrError(f"--tiou: thresholds are tIoU values in [0, 1], got {bad}")
+        raise CltdrError(
+            f"--tiou: thresholds are tIoU values in (0, 1], as in the config's test.tiou_thresholds; got {bad}"
+        )
     return thresholds_for(args.dataset, args.tiou)
 
 

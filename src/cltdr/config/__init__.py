@@ -16,6 +16,7 @@ from cltdr.config.schema import (
     TestConfig,
     TrainConfig,
     TransformerOptions,
+    invalid_tious,
     pyramid_divisor,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "TransformerOptions",
     "apply_overrides",
     "config_from_dict",
+    "invalid_tious",
     "load_config",
     "parse_override",
     "pyramid_divisor",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -18,9 +19,32 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     model_serializer,
     model_validator,
 )
+
+# A tIoU threshold, as the config and every command (`cltdr evaluate --tiou`) accept it.
+TIoU = Annotated[float, Field(gt=0, le=1)]
+
+
+def invalid_tious(values: list[float]) -> list[float]:
+    """The values that are not valid tIoU thresholds (:data:`TIoU`: in (0, 1])."""
+    check = TypeAdapter(TIoU)
+    bad = []
+    for v in values:
+        try:
+            check.validate_python(v)
+        except ValidationError:
+            bad.append(v)
+    return bad
+
+
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ValueError("expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return value
 
 
 class _Section(BaseModel):
@@ -386,7 +410,9 @@ class TrainConfig(_Section):
     )
     seed: int = Field(2024, description="Seed of initialisation, crops and noise.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
-    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
+    device: Annotated[str, AfterValidator(_device)] = Field(
+        "auto", description="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."
+    )
     log_every: int = Field(20, ge=1, description="Iterations between log lines.")
 
 
@@ -489,7 +515,7 @@ class TestConfig(_Section):
         description="Steps consecutive windows share: an action is found whole when it fits in them; "
         "null: dataset.max_seq_len, the longest crop training showed the model.",
     )
-    tiou_thresholds: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+    tiou_thresholds: list[TIoU] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
     )
 
