@@ -1,7 +1,7 @@
 """Side-by-side benchmark of cltdr's CLTDR-GMG against the authors' released code (github.com/LiQiang0307/CLTDR-GMG).
 
     python bench/compare_released.py --released PATH [--threads 2] [--repeats 5] [--length 2304] [--channels 2048]
-        [--classes 20] [--cltdr-set KEY=VALUE ...]
+        [--classes 20] [--cltdr-set KEY=VALUE ...] [--build-nms]
 
 PATH is a checkout of the released repository; cltdr never depends on it. Without one (no --released, or a
 path that is not such a checkout) the script says so and exits with status 0 after printing "skipped".
@@ -10,7 +10,8 @@ Both models get random weights (fixed seed) and the same synthetic input: one vi
 inference, a batch of two with the same synthetic segments for training. The released model is built by their
 own code only: their config loader (libs/core/config.py) on their configs/thumos_i3d_focalloss.yaml, and
 ``libs.modeling.make_meta_arch``. cltdr's model is configs/thumos14_i3d.yaml through ``cltdr.config.load_config``
-and ``cltdr.model.build_detector``; ``--cltdr-set`` adds a second cltdr layout (a third column), e.g. the wider one:
+and ``cltdr.model.build_detector``; ``--cltdr-set`` adds a second cltdr layout (a third column), e.g. the released
+architecture itself (``model.variant=released model.ffn_dim=768 test.voting_iou=null``) or the wider paper one:
 
     --cltdr-set model.ffn_dim=768 model.cltdr.depthwise=false model.cltdr.depthwise_up=false \
                 model.cltdr.shared_refine=false
@@ -313,6 +314,7 @@ def main() -> None:
     if args.build_nms and not real_nms:
         nms_problem = build_nms(path)
         real_nms = nms_problem is None
+        notes = [n for n in notes if "nms_1d_cpu" not in n] if real_nms else notes  # the stub's note is void
         notes.append(nms_problem or "their NMS built from their libs/utils/csrc/nms_cpu.cpp (--build-nms)")
 
     from cltdr.config import load_config
@@ -430,7 +432,9 @@ def main() -> None:
         f"layout: released FFN width (sgp_mlp_dim) {m['sgp_mlp_dim']}, full convs in DeCLS / DeReg / CrossLevel, "
         "one RefineHead tower, Trident start/end heads on detached features (detach_feat=True); "
         + "; ".join(
-            f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
+            f"{name}: model.variant released (the released architecture), model.ffn_dim {c.model.ffn_dim}"
+            if c.model.variant == "released"
+            else f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
             f"depthwise_up {c.model.cltdr.depthwise_up}, shared_refine {c.model.cltdr.shared_refine}, "
             f"detach_boundary {c.model.cltdr.detach_boundary}"
             for name, c in cfgs
