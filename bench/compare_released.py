@@ -1,7 +1,7 @@
 """Side-by-side benchmark of cltdr's CLTDR-GMG against the authors' released code (github.com/LiQiang0307/CLTDR-GMG).
 
     python bench/compare_released.py --released PATH [--threads 2] [--repeats 5] [--length 2304] [--channels 2048]
-        [--classes 20] [--cltdr-set KEY=VALUE ...]
+        [--classes 20] [--cltdr-set KEY=VALUE ...] [--build-nms]
 
 PATH is a checkout of the released repository; cltdr never depends on it. Without one (no --released, or a
 path that is not such a checkout) the script says so and exits with status 0 after printing "skipped".
@@ -10,7 +10,8 @@ Both models get random weights (fixed seed) and the same synthetic input: one vi
 inference, a batch of two with the same synthetic segments for training. The released model is built by their
 own code only: their config loader (libs/core/config.py) on their configs/thumos_i3d_focalloss.yaml, and
 ``libs.modeling.make_meta_arch``. cltdr's model is configs/thumos14_i3d.yaml through ``cltdr.config.load_config``
-and ``cltdr.model.build_detector``; ``--cltdr-set`` adds a second cltdr layout (a third column), e.g. the wider one:
+and ``cltdr.model.build_detector``; ``--cltdr-set`` adds a second cltdr layout (a third column), e.g. the released
+architecture itself (``model.variant=released model.ffn_dim=768 test.voting_iou=null``) or the wider paper one:
 
     --cltdr-set model.ffn_dim=768 model.cltdr.depthwise=false model.cltdr.depthwise_up=false \
                 model.cltdr.shared_refine=false
@@ -28,7 +29,7 @@ repeat by repeat, so that machine noise hits them alike; ratio = cltdr median / 
                ``inference_single_video`` decoding of every level runs, NMS does not.
   end to end   cltdr: ``cltdr.inference.runner.detect`` (model, decoding, Soft-NMS, result entries in seconds).
                Released: their plain ``forward`` in eval mode, only when their compiled NMS extension
-               (nms_1d_cpu, built by their libs/utils/setup.py) is importable; otherwise n/a.
+               (nms_1d_cpu, built by their libs/utils/setup.py, or by --build-nms) is importable; otherwise n/a.
   train step   batch 2: zero_grad, forward + loss, backward, AdamW step (lr 1e-4, weight decay 0.035, their
                THUMOS14 values). cltdr: ``model.loss(feats, mask, segments, labels)["loss"]``. Released: their
                ``forward`` in training mode on a video_list of dicts as their THUMOS14 dataset yields them,
@@ -43,13 +44,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import math
 import statistics
 import sys
 import time
-import types
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,17 +57,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
-RELEASED_CONFIG = "configs/thumos_i3d_focalloss.yaml"
-# Files that make a directory a checkout of the released CLTDR-GMG repository (TSCODE.py holds their
-# DeCLS / DeReg / CrossLevel modules, which plain TriDet lacks).
-RELEASED_FILES = (
-    "libs/core/config.py",
-    "libs/modeling/__init__.py",
-    "libs/modeling/meta_archs.py",
-    "libs/modeling/TSCODE.py",
-    "libs/utils/nms.py",
-    RELEASED_CONFIG,
-)
+sys.path.insert(0, str(ROOT / "tests"))
+
+from released_code import RELEASED_CONFIG, RELEASED_FILES, build_nms, checkout_problem, import_released  # noqa: E402
+
 # The synthetic actions at T = 2304 (grid steps), scaled with T; one list per video of the training batch.
 SEGMENTS_2304 = ([[100.0, 180.0], [900.0, 960.0], [1500.0, 1900.0]], [[300.0, 340.0], [1200.0, 1500.0]])
 LABELS = ([0, 3, 7], [1, 12])
@@ -76,21 +68,6 @@ FPS, FEAT_STRIDE, NUM_FRAMES = 30.0, 4, 16  # THUMOS14 I3D grid (both configs: f
 
 
 # ------------------------------------------------------------------------------------------ the released code
-def checkout_problem(path: Path | None) -> str | None:
-    """Why ``path`` is not a usable checkout of the released repository, or None when it is."""
-    if path is None:
-        return "no --released PATH given"
-    if not path.is_dir():
-        return f"{path} does not exist or is not a directory"
-    missing = [f for f in RELEASED_FILES if not (path / f).is_file()]
-    if missing:
-        return f"{path} lacks {', '.join(missing)}"
-    text = (path / "libs/modeling/meta_archs.py").read_text(errors="replace")
-    if 'register_meta_arch("TriDet")' not in text or "CrossLevel" not in text:
-        return f"{path}/libs/modeling/meta_archs.py is not CLTDR-GMG's (no TriDet meta arch using CrossLevel)"
-    return None
-
-
 def skip(message: str) -> None:
     print(f"compare_released: {message}.")
     print(
@@ -99,60 +76,6 @@ def skip(message: str) -> None:
     )
     print("skipped")
     sys.exit(0)
-
-
-def import_released(path: Path) -> tuple[types.ModuleType, types.ModuleType, bool, list[str]]:
-    """Their ``libs.modeling`` and ``libs.core.config`` from ``path``; whether their NMS extension is real; notes."""
-    notes = []
-    sys.path.insert(0, str(path))
-    try:
-        import nms_1d_cpu  # noqa: F401  their compiled extension, present only if they built libs/utils/setup.py
-
-        real_nms = True
-    except ImportError:
-        # STUB: their libs/utils/nms.py does `import nms_1d_cpu`, a C++ extension (libs/utils/csrc/nms_cpu.cpp) that
-        # is not built here. Only their post-processing (batched_nms) calls it, never their model, so a stand-in
-        # module lets their model code import; calling it raises, and the end-to-end figure is not measured.
-        stub = types.ModuleType("nms_1d_cpu")
-
-        def missing(*args, **kwargs):
-            raise RuntimeError("nms_1d_cpu is stubbed by bench/compare_released.py: their NMS cannot run")
-
-        stub.nms = stub.softnms = missing
-        sys.modules["nms_1d_cpu"] = stub
-        real_nms = False
-        notes.append(
-            "their compiled NMS extension nms_1d_cpu is not importable: a stub module stands in for it "
-            "(their model never calls it; their end-to-end inference is not measured)"
-        )
-    with warnings.catch_warnings():
-        # their SGPBlock.forward is decorated with torch.cuda.amp.autocast(enabled=False), deprecated in torch 2.4+
-        warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)
-        try:
-            importlib.import_module("libs.utils")
-        except ImportError as e:
-            # Their libs/utils/__init__.py also imports their evaluation and training helpers (metrics.py needs
-            # pandas and joblib); meta_archs.py needs only `batched_nms` from it. Load the package without its
-            # __init__ and just the nms module.
-            for name in [m for m in sys.modules if m == "libs" or m.startswith("libs.")]:
-                del sys.modules[name]
-            libs = importlib.import_module("libs")
-            pkg = types.ModuleType("libs.utils")
-            pkg.__path__ = [str(path / "libs" / "utils")]
-            pkg.__package__ = "libs.utils"
-            sys.modules["libs.utils"] = pkg
-            libs.utils = pkg
-            pkg.batched_nms = importlib.import_module("libs.utils.nms").batched_nms
-            notes.append(
-                f"their libs/utils/__init__.py does not import here ({e}): libs.utils is loaded without "
-                "it, with only libs/utils/nms.py (what their model code imports from it)"
-            )
-        modeling = importlib.import_module("libs.modeling")
-        config = importlib.import_module("libs.core.config")
-    for mod in (modeling, config):
-        if not Path(mod.__file__).resolve().is_relative_to(path.resolve()):
-            raise ImportError(f"{mod.__name__} was imported from {mod.__file__}, not from {path}")
-    return modeling, config, real_nms, notes
 
 
 def build_released(modeling, config, path: Path, T: int, C: int, K: int, seed: int):
@@ -369,6 +292,12 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="overrides of a second cltdr layout, measured as a third column",
     )
+    p.add_argument(
+        "--build-nms",
+        action="store_true",
+        help="build their C++ NMS from their source (a compiler is needed; about a minute the first time), so "
+        "that their end-to-end figure is measured too",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peak-size", type=int, default=2048, help="n of the n x n x n fp32 matmul peak (default 2048)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
@@ -382,6 +311,11 @@ def main() -> None:
         modeling, config, real_nms, notes = import_released(path)
     except Exception as e:  # a checkout whose code does not import here: nothing to compare against
         skip(f"the released code at {path} does not import ({type(e).__name__}: {e})")
+    if args.build_nms and not real_nms:
+        nms_problem = build_nms(path)
+        real_nms = nms_problem is None
+        notes = [n for n in notes if "nms_1d_cpu" not in n] if real_nms else notes  # the stub's note is void
+        notes.append(nms_problem or "their NMS built from their libs/utils/csrc/nms_cpu.cpp (--build-nms)")
 
     from cltdr.config import load_config
     from cltdr.errors import ConfigError
@@ -498,7 +432,9 @@ def main() -> None:
         f"layout: released FFN width (sgp_mlp_dim) {m['sgp_mlp_dim']}, full convs in DeCLS / DeReg / CrossLevel, "
         "one RefineHead tower, Trident start/end heads on detached features (detach_feat=True); "
         + "; ".join(
-            f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
+            f"{name}: model.variant released (the released architecture), model.ffn_dim {c.model.ffn_dim}"
+            if c.model.variant == "released"
+            else f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
             f"depthwise_up {c.model.cltdr.depthwise_up}, shared_refine {c.model.cltdr.shared_refine}, "
             f"detach_boundary {c.model.cltdr.detach_boundary}"
             for name, c in cfgs

@@ -1,7 +1,8 @@
 """A run directory: the one place that says which file is where, its checkpoints, and loading a trained model.
 
     RUN/config.yaml                 the resolved config the run trained with
-    RUN/checkpoints/last.pt         the state after the last completed epoch (``--resume`` continues from it)
+    RUN/checkpoints/last.pt         the state after the last completed epoch (``--resume`` continues from it);
+                                    ``cltdr import-checkpoint``: the authors' released weights
     RUN/checkpoints/best.pt         the best epoch on ``dataset.val_subset``, when one is named
     RUN/log.jsonl, RUN/tb/          training logs: one JSON object per line, TensorBoard scalars
     RUN/predictions.json            ``cltdr test``: detections (ActivityNet result format) ...
@@ -163,6 +164,54 @@ def run_config(run_dir: str | Path) -> Config:
                 node = node.setdefault(part, {})
             node.setdefault(last, value)
     return config_from_dict(data, str(run.config))
+
+
+def import_released_run(checkpoint: str | Path, cfg: Config, out: str | Path) -> RunDir:
+    """Write a run directory holding a checkpoint of the authors' released code (``cltdr import-checkpoint``).
+
+    ``cfg`` must select ``model.variant: released``; its data paths are made absolute and its class list is read
+    (``dataset.class_names``, else the annotation file), as a trained run's are. The run's ``last.pt`` holds the
+    released EMA weights as ``ema`` and their optimiser's weights as ``model``, so ``cltdr test``, ``detect`` and
+    ``diagnose`` use it as any other run.
+    """
+    from cltdr.data.build import resolve_paths
+    from cltdr.model import build_detector
+    from cltdr.model.released.checkpoint import map_state, num_classes_of, read_checkpoint
+
+    run = RunDir(out)
+    if cfg.model.variant != "released":
+        raise ConfigError(
+            f"model.variant is {cfg.model.variant!r}: a released checkpoint needs a config with "
+            "model.variant 'released' (configs/released/)"
+        )
+    if run.trained or run.config.exists():
+        raise CltdrError(f"{run.root} already holds a run; choose another --out")
+    released = read_checkpoint(checkpoint)
+    cfg = resolve_paths(cfg)
+    names = cfg.dataset.class_names or []
+    k = num_classes_of(released.ema, str(checkpoint))
+    if k != len(names):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} predicts {k} classes, the config's dataset has {len(names)} "
+            f"({cfg.dataset.annotation_file}); use the config of the setting it was trained for"
+        )
+    model = build_detector(cfg, k)
+    ema = map_state(released.ema, model, str(checkpoint))
+    raw = ema if released.raw is released.ema else map_state(released.raw, model, str(checkpoint))
+    model.load_state_dict(ema)  # strict: every tensor of the model is set
+    atomic_write(run.config, lambda f: f.write(cfg.to_yaml()))
+    save_checkpoint(
+        run.last,
+        {
+            "config": cfg.model_dump(mode="json"),
+            "class_names": names,
+            "epoch": released.epoch,
+            "model": raw,
+            "ema": ema,
+            "imported_from": str(Path(checkpoint).resolve()),
+        },
+    )
+    return run
 
 
 def load_trained_model(

@@ -1,10 +1,11 @@
 """The ``cltdr`` command: one thin module per group of sub-commands, each only parsing and printing.
 
-    train.py     synth, train, demo
-    infer.py     test, detect
-    data.py      convert, check
-    evaluate.py  evaluate, diagnose, plot (timeline, scores, pr), report, export
-    ablate.py    ablate
+    train.py       synth, train, demo
+    infer.py       test, detect
+    data.py        convert, check
+    evaluate.py    evaluate, diagnose, plot (timeline, scores, pr), report, export
+    ablate.py      ablate
+    checkpoint.py  import-checkpoint (the authors' released weights)
 
 A new command goes into one of them (or a new module added to ``COMMANDS``) as ``cmd_<name>(args)`` plus its
 parser in that module's ``add_commands``; its logic lives below, in the package. User errors
@@ -17,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cltdr.cli import ablate, data, evaluate, infer, train
+from cltdr.cli import ablate, checkpoint, data, evaluate, infer, train
 from cltdr.errors import CltdrError
 
-COMMANDS = (train, infer, data, evaluate, ablate)  # the modules of this package, in --help order
+COMMANDS = (train, infer, data, evaluate, ablate, checkpoint)  # the modules of this package, in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:

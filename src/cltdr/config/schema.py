@@ -277,6 +277,36 @@ class CLTDROptions(_Section):
         return self
 
 
+class ReleasedOptions(_Section):
+    """The authors' released architecture (github LiQiang0307/CLTDR-GMG, ``libs/modeling``), read only when
+    ``model.variant`` is 'released'; ``cltdr import-checkpoint`` loads their checkpoints into it.
+
+    Their keys: ``local_kernel`` is n_sgp_win_size, ``head_kernel`` head_kernel_size, ``boundary_kernel``
+    boudary_kernel_size, ``abs_position`` use_abs_pe, ``init_conv_std`` init_conv_vars, ``label_smoothing``
+    train_cfg.label_smoothing; model.ffn_dim is their sgp_mlp_dim, model.kernel_size their embd_kernel_size.
+    What the variant is, and where it differs from the paper: ``cltdr.model.released``.
+    """
+
+    local_kernel: OddInt = Field(
+        1,
+        description="Kernel of the depth-wise 'local' conv in the blocks after each max-pool (the full-resolution "
+        "blocks always use 1); it also sets the padding multiple 2^(L-1) x local_kernel (their max_div_factor).",
+    )
+    head_kernel: OddInt = Field(3, description="Kernel of the classification, centre-offset and refinement towers.")
+    boundary_kernel: OddInt = Field(3, description="Kernel of the Trident start / end towers.")
+    abs_position: bool = Field(False, description="Add sinusoidal position embeddings after the projection.")
+    init_conv_std: float = Field(
+        0.0, ge=0, description="Std of the initial instant / local conv weights (0: they start at zero)."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of both classification losses.")
+    padding: Literal["released", "divisor"] = Field(
+        "released",
+        description="Canvas each video is computed on, alone: 'released' dataset.max_seq_len steps, or T rounded "
+        "up to the padding multiple when longer, as the released code trains and tests (what its checkpoints "
+        "expect); 'divisor': T rounded up to the multiple (cheaper on short videos, not what they were trained on).",
+    )
+
+
 class ModelConfig(_Section):
     """Detector architecture: CLTDR-GMG by default (paper + SPEC section 4), or any encoder with any decoder.
 
@@ -287,6 +317,12 @@ class ModelConfig(_Section):
     the section of one that is not selected is an error.
     """
 
+    variant: Literal["paper", "released"] = Field(
+        "paper",
+        description="'paper': the model of the paper with the encoder / decoder chosen below; 'released': "
+        "CLTDR-GMG exactly as the authors' released code builds it (model.released), so that their "
+        "checkpoints run here (`cltdr import-checkpoint`).",
+    )
     encoder: Literal["gmg", "transformer", "sgp", "maxpool", "conv"] = Field(
         "gmg", description="Encoder that builds the pyramid."
     )
@@ -297,6 +333,7 @@ class ModelConfig(_Section):
     transformer: TransformerOptions = Field(TransformerOptions(), description="encoder: transformer options.")
     sgp: SGPOptions = Field(SGPOptions(), description="encoder: sgp options.")
     cltdr: CLTDROptions = Field(CLTDROptions(), description="CLTDR switches (decoder: cltdr).")
+    released: ReleasedOptions = Field(ReleasedOptions(), description="The released architecture (variant: released).")
     embed_dim: int = Field(512, gt=0, description="Channels D of the projection and the pyramid.")
     num_levels: int = Field(6, ge=1, le=10, description="Pyramid levels L (strides 1, 2, ..., 2^(L-1)).")
     num_full_res_blocks: int = Field(2, ge=0, description="GMG blocks at full resolution before pooling.")
@@ -337,6 +374,20 @@ class ModelConfig(_Section):
             raise ValueError(
                 f"regression_range has {len(self.regression_range)} entries; num_levels is {self.num_levels}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_released(self):
+        if self.variant == "paper":
+            if self.released != ReleasedOptions():
+                raise ValueError("model.released is set but model.variant is 'paper'; it applies only to 'released'")
+            return self
+        for key in ("encoder", "decoder", "gmg", "cltdr"):
+            if getattr(self, key) != ModelConfig.model_fields[key].default:
+                raise ValueError(
+                    f"model.{key} is set but model.variant is 'released', whose encoder and decoder are the "
+                    "released code's (model.released)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cltdr.model.layers import ConvTower, MaskedConv1d, init_outputs, masked_mean, run_towers
-from cltdr.model.outputs import LevelOutputs
+from cltdr.model.outputs import LevelOutputs, Refinement
 from cltdr.model.trident import trident_distances
 
 __all__ = ["CLTDRDecoder", "CrossLevelFusion", "NeighbourFusion", "downsample", "upsample"]
@@ -198,7 +198,7 @@ class CLTDRDecoder(nn.Module):
                 )
                 start += n
             setattr(self, attr, head)
-        self.clamp_refined = clamp_refined
+        self.refinement = Refinement(clamp=clamp_refined)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
         L = len(feats)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from cltdr.config import LossConfig, pyramid_divisor
 from cltdr.model.assigner import Targets, assign
 from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
-from cltdr.model.outputs import LevelOutputs, Outputs, VideoPrediction, make_points
+from cltdr.model.outputs import LevelOutputs, Outputs, Refinement, VideoPrediction, make_points
 
 
 def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
@@ -61,8 +61,7 @@ class Detector(nn.Module):
         """feats (B, C, T) with mask (B, T); T must be a multiple of :attr:`divisor`."""
         if feats.shape[-1] % self.divisor:
             raise ValueError(f"input length {feats.shape[-1]} is not a multiple of {self.divisor}")
-        pyramid, masks = self.encoder(feats, mask)
-        levels: list[LevelOutputs] = self.decoder(pyramid, masks)
+        levels, masks = self.encode_decode(feats, mask)
         sizes = [m.shape[1] for m in masks]
 
         def cat(name: str) -> Tensor | None:
@@ -77,8 +76,13 @@ class Detector(nn.Module):
             mask=torch.cat(masks, 1),
             points=make_points(sizes, self.level_ranges, feats.device),
             level_sizes=sizes,
-            clamp_refined=getattr(self.decoder, "clamp_refined", False),
+            refinement=getattr(self.decoder, "refinement", Refinement()),
         )
+
+    def encode_decode(self, feats: Tensor, mask: Tensor) -> tuple[list[LevelOutputs], list[Tensor]]:
+        """The encoder's pyramid through the decoder: one :class:`LevelOutputs` and one mask (B, T_l) per level."""
+        pyramid, masks = self.encoder(feats, mask)
+        return self.decoder(pyramid, masks), masks
 
     # ----------------------------------------------------------------------------------------- training
     def targets(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> Targets:

@@ -52,10 +52,18 @@ class MaskedConv1d(nn.Conv1d):
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of a (B, C, T) tensor."""
+    """LayerNorm over channels of a (B, C, T) tensor, computed in place along C: on a CPU this takes half the
+    time of ``layer_norm`` on the transposed tensor, and the conv that reads the result runs on a contiguous
+    input (a transposed one costs it about 1.5x). Half-precision inputs are normalised in fp32."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        centered = x - x.mean(1, keepdim=True)
+        out = centered * torch.rsqrt((centered * centered).mean(1, keepdim=True) + self.eps)  # (B, C, T)
+        if self.weight is None:
+            return out
+        return torch.addcmul(self.bias[:, None].to(out.dtype), out, self.weight[:, None].to(out.dtype))
 
 
 class DropPath(nn.Module):
@@ -118,11 +126,16 @@ class ConvTower(nn.Module):
         self.out = MaskedConv1d(widths[-1], out_channels, kernel_size)
         init_outputs(self.out, slice(None), prior_prob=prior_prob, zero=zero_init)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask.unsqueeze(1).to(x.dtype)
+    def hidden(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
+        """The features the last conv reads. Hidden activations are zeroed outside ``extent`` (default: the
+        mask); the released code leaves them unmasked inside its padded canvas (``cltdr.model.released``)."""
+        m = (mask if extent is None else extent).unsqueeze(1).to(x.dtype)
         for conv, norm in zip(self.convs, self.norms):
             x = F.relu(norm(conv(x, mask)[0])) * m
-        return self.out(x, mask)[0]
+        return x
+
+    def forward(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
+        return self.out(self.hidden(x, mask, extent), mask)[0]
 
 
 def masked_group_norm(norm: nn.GroupNorm, x: Tensor, mask: Tensor) -> Tensor:
@@ -139,37 +152,50 @@ def masked_group_norm(norm: nn.GroupNorm, x: Tensor, mask: Tensor) -> Tensor:
     return (out * norm.weight[:, None] + norm.bias[:, None]) * m
 
 
-def concat_levels(feats: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, list[int]]:
-    """Levels (B, *, T_l) laid end to end along time, each followed by one masked-out step: (B, *, sum(T_l + 1)).
+def concat_levels(feats: list[Tensor], masks: list[Tensor], gap: int = 1) -> tuple[Tensor, list[int]]:
+    """Levels (B, *, T_l) laid end to end along time, each followed by ``gap`` masked-out steps:
+    (B, *, sum(T_l + gap)).
 
-    With that gap, a tower of k=3 masked convs over the concatenation equals the tower run on each level:
-    every conv re-zeroes masked steps, so no level ever reads its neighbour's features.
+    With that gap, a tower of masked convs of kernel <= 2 * gap + 1 over the concatenation equals the tower run
+    on each level: every conv re-zeroes masked steps, so no level ever reads its neighbour's features.
     """
     parts = []
     for f, m in zip(feats, masks):
         if f.dtype != torch.bool:
             f = f * m.unsqueeze(1).to(f.dtype)
-        parts += [f, f.new_zeros(*f.shape[:-1], 1)]
+        parts += [f, f.new_zeros(*f.shape[:-1], gap)]
     return torch.cat(parts, -1), [f.shape[-1] for f in feats]
 
 
-def split_levels(x: Tensor, sizes: list[int]) -> list[Tensor]:
-    """Inverse of :func:`concat_levels`: (B, C, sum(T_l + 1)) -> [(B, C, T_l)]."""
-    chunks = x.split([n for T in sizes for n in (T, 1)], dim=-1)
+def split_levels(x: Tensor, sizes: list[int], gap: int = 1) -> list[Tensor]:
+    """Inverse of :func:`concat_levels`: (B, C, sum(T_l + gap)) -> [(B, C, T_l)]."""
+    chunks = x.split([n for T in sizes for n in (T, gap)], dim=-1)
     return list(chunks[0::2])
 
 
-def run_towers(towers: Mapping[str, tuple[nn.Module, list[Tensor]]], masks: list[Tensor]) -> dict[str, list[Tensor]]:
+def run_towers(
+    towers: Mapping[str, tuple[nn.Module, list[Tensor]]],
+    masks: list[Tensor],
+    *,
+    extents: list[Tensor] | None = None,
+    gap: int = 1,
+) -> dict[str, list[Tensor]]:
     """Run towers whose weights are shared across levels once over all levels laid end to end.
 
     ``towers``: name -> (tower, its per-level inputs [(B, C, T_l)]); returns name -> [(B, C_out, T_l)].
-    Towers reading the same input list share one concatenation of it.
+    Towers reading the same input list share one concatenation of it. ``gap``: masked steps between levels, at
+    least half the largest kernel. ``extents`` (the released code's canvases, ``cltdr.model.released``): the
+    steps each input holds, a superset of the valid ones; the towers are then called as
+    ``tower(x, mask, extent)``.
     """
-    mask, sizes = concat_levels(masks, masks)
+    mask, sizes = concat_levels(masks, masks, gap)
+    extent = None if extents is None else concat_levels(extents, extents, gap)[0]
     joined: dict[int, Tensor] = {}
     out = {}
     for name, (tower, feats) in towers.items():
         if id(feats) not in joined:
-            joined[id(feats)] = concat_levels(feats, masks)[0]
-        out[name] = split_levels(tower(joined[id(feats)], mask), sizes)
+            joined[id(feats)] = concat_levels(feats, masks if extents is None else extents, gap)[0]
+        x = joined[id(feats)]
+        y = tower(x, mask) if extent is None else tower(x, mask, extent)
+        out[name] = split_levels(y, sizes, gap)
     return out

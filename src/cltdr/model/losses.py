@@ -1,4 +1,4 @@
-"""Losses of eq. 13: varifocal loss on classification, IoU-family loss on boundaries.
+"""Losses of eq. 13: varifocal loss on classification, IoU-family loss on boundaries; the released code's focal loss.
 
 Shapes: N positives, K classes. Boundaries are distances (to start, to end) from the same point, so a
 segment is [-d_start, d_end]; distances may be negative after refinement.
@@ -7,6 +7,7 @@ segment is [-d_start, d_end]; distances may be negative after refinement.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from cltdr.ops.segments import inter_union, iou_of
@@ -25,6 +26,22 @@ def varifocal_loss(log_p: Tensor, target: Tensor, alpha: float = 0.75, gamma: fl
     pos = -target * (target * log_p + (1 - target) * log_1mp)
     neg = -alpha * p.pow(gamma) * log_1mp
     return torch.where(target > 0, pos, neg)
+
+
+def sigmoid_focal_loss(logits: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Element-wise focal loss (Lin et al. 2017) of logits against targets in [0, 1] (soft targets allowed):
+
+        alpha_t * (1 - p_t)^gamma * BCE(p, q),    p_t = p q + (1 - p)(1 - q),    alpha_t = alpha q + (1 - alpha)(1 - q)
+
+    (alpha < 0: no alpha_t). The released code's loss on the coarse (pre-refinement) classification.
+    """
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss
 
 
 def _inter_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,5 @@
 """The boundary between decoders and the detector: the points of the pyramid, the segment coder, what a decoder
-returns, the refinement of eqs. 10-12 and the typed prediction of one video.
+returns, the refinement of eqs. 10-12 (and the released code's form of it) and the typed prediction of one video.
 
 Shapes: B batch, T steps of one level, P points over all levels, K classes, N segments.
 Every decoder (CLTDR, Trident, ActionFormer) returns one :class:`LevelOutputs` per level; the detector lays them
@@ -11,7 +11,7 @@ assignment (targets) and by decoding (predictions) alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Sequence
+from typing import Literal, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,21 +50,60 @@ class LevelOutputs:
     cls_logits: Tensor  # (B, T, K) coarse classification (DCM)
     distances: Tensor  # (B, T, K, 2) coarse start / end distances (DRM + Trident), >= 0
     refine_logits: Optional[Tensor] = None  # (B, T, K) refinement R_co of eq. 10
-    refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12
+    refine_offsets: Optional[Tensor] = None  # (B, T, 2) R_so, R_eo of eqs. 11-12, or class-wise (B, T, K, 2)
 
 
-def refine_distances(distances: Tensor, offsets: Tensor, clamp: bool = False) -> Tensor:
+@dataclass(frozen=True)
+class Refinement:
+    """How a decoder's refinement outputs combine with its coarse ones (eqs. 10-12); the decoder's choice.
+
+    score: 'geometric_mean' is eq. 10, sqrt(a * R_co) of the two probabilities; 'logit_product' is the released
+        code's sigmoid(z_a * z_co), the product of the two logits.
+    offsets: the units of R_so, R_eo: 'strides' of the point's level (this project's CLTDR decoder) or 'grid'
+        steps (the released code, whose offsets are also class-wise).
+    clamp: refined distances are kept >= 0 (the released code), so a refined segment still contains its point,
+        as every positive's target does.
+    """
+
+    score: Literal["geometric_mean", "logit_product"] = "geometric_mean"
+    offsets: Literal["strides", "grid"] = "strides"
+    clamp: bool = False
+
+
+def refine_distances(
+    distances: Tensor,
+    offsets: Tensor,
+    clamp: bool = False,
+    *,
+    position: Optional[Tensor] = None,
+    stride: Optional[Tensor] = None,
+) -> Tensor:
     """Eqs. 11-12 in distance form: s' = s + R_so and e' = e + R_eo, with s = t - d_s and e = t + d_e.
 
-    distances (B, T, K, 2), offsets (B, T, 2) -> (B, T, K, 2). With ``clamp`` each refined distance is kept
-    >= 0 (the released code), so a refined segment still contains its point, as every positive's target does.
+    distances (B, T, K, 2), offsets (B, T, 2) shared by the classes or class-wise (B, T, K, 2) -> (B, T, K, 2).
+    Offsets are in units of the point's stride, unless ``position`` and ``stride`` (broadcastable against
+    (B, T, K)) are given: then they are in grid steps and the boundaries are refined as segments, s' = (t -
+    d_s * stride) + R_so and d_s' = (t - s') / stride, in the order the released code computes them. With
+    ``clamp`` each refined distance is kept >= 0 (see :class:`Refinement`).
     """
-    out = torch.stack([distances[..., 0] - offsets[:, :, None, 0], distances[..., 1] + offsets[:, :, None, 1]], -1)
+    if offsets.dim() == distances.dim() - 1:
+        offsets = offsets[:, :, None, :]  # one offset pair for every class
+    if position is None or stride is None:
+        out = torch.stack([distances[..., 0] - offsets[..., 0], distances[..., 1] + offsets[..., 1]], -1)
+    else:
+        start = position - distances[..., 0] * stride + offsets[..., 0]
+        end = position + distances[..., 1] * stride + offsets[..., 1]
+        out = torch.stack([(position - start) / stride, (end - position) / stride], -1)
     return out.clamp(min=0) if clamp else out
 
 
-def refined_log_prob(cls_logits: Tensor, refine_logits: Tensor) -> Tensor:
-    """log of eq. 10, sqrt(a * R_co) with a, R_co the sigmoids of the logits, computed stably in log space."""
+def refined_log_prob(
+    cls_logits: Tensor, refine_logits: Tensor, score: Literal["geometric_mean", "logit_product"] = "geometric_mean"
+) -> Tensor:
+    """log of the refined score (:class:`Refinement`), computed stably in log space: eq. 10's sqrt(a * R_co),
+    with a, R_co the sigmoids of the logits, or the released code's sigmoid(z_a * z_co)."""
+    if score == "logit_product":
+        return F.logsigmoid(cls_logits * refine_logits)
     return 0.5 * (F.logsigmoid(cls_logits) + F.logsigmoid(refine_logits))
 
 
@@ -91,11 +130,16 @@ class Outputs:
     cls_logits: Tensor  # (B, P, K)
     distances: Tensor  # (B, P, K, 2) coarse, in strides
     refine_logits: Optional[Tensor]  # (B, P, K) or None
-    refine_offsets: Optional[Tensor]  # (B, P, 2) or None
+    refine_offsets: Optional[Tensor]  # (B, P, 2), class-wise (B, P, K, 2), or None
     mask: Tensor  # (B, P) valid points
     points: Points
     level_sizes: list[int]  # points per level
-    clamp_refined: bool = False  # refined distances kept >= 0 (the decoder's choice, see refine_distances)
+    refinement: Refinement = Refinement()  # how the refinement applies (the decoder's choice)
+
+    @property
+    def clamp_refined(self) -> bool:
+        """Whether refined distances are kept >= 0 (see :func:`refine_distances`)."""
+        return self.refinement.clamp
 
     @property
     def refined(self) -> bool:
@@ -106,13 +150,22 @@ class Outputs:
     def refined_distances(self) -> Tensor:
         if self.refine_offsets is None:
             return self.distances
-        return refine_distances(self.distances, self.refine_offsets, self.clamp_refined)
+        if self.refinement.offsets == "strides":
+            return refine_distances(self.distances, self.refine_offsets, self.clamp_refined)
+        p = self.points
+        return refine_distances(
+            self.distances,
+            self.refine_offsets,
+            self.clamp_refined,
+            position=p.position[None, :, None],
+            stride=p.stride[None, :, None],
+        )
 
     @property
     def refined_log_prob(self) -> Tensor:
         if self.refine_logits is None:
             return F.logsigmoid(self.cls_logits)
-        return refined_log_prob(self.cls_logits, self.refine_logits)
+        return refined_log_prob(self.cls_logits, self.refine_logits, self.refinement.score)
 
     def segments(self) -> Tensor:
         """The refined class-wise segments of every point, (B, P, K, 2) in grid steps."""
