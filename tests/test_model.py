@@ -347,3 +347,19 @@ def test_layout_options_keep_outputs_padding_invariant(key, value):
     """Each layout switch away from its default (the defaults are covered above)."""
     torch.manual_seed(0)
     _assert_padding_invariant(build_detector(small_cfg(cltdr={key: value}), 3).eval())
+
+
+def test_channel_layer_norm_is_layer_norm_over_channels():
+    """ChannelLayerNorm normalises along C in place (no transposed copies); the reference is F.layer_norm on the
+    (B, T, C) view."""
+    from cltdr.model.layers import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 9) * 3 + 1
+    ref = F.layer_norm(x.transpose(1, 2), (6,), norm.weight, norm.bias, norm.eps).transpose(1, 2)
+    torch.testing.assert_close(norm(x), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(norm(x.bfloat16()), ref, atol=3e-2, rtol=3e-2)  # bf16 input, fp32 statistics
