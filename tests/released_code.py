@@ -200,7 +200,7 @@ def our_config(cfg: dict) -> dict:
     if te["nms_method"] != "soft" or te["pre_nms_thresh"] != te["min_score"]:
         raise ValueError("their test_cfg needs Soft-NMS with min_score == pre_nms_thresh")
     win = m["n_sgp_win_size"]
-    return {
+    out: dict[str, Any] = {
         "dataset": {
             "input_dim": d["input_dim"],
             "feat_stride": d["feat_stride"],
@@ -261,6 +261,9 @@ def our_config(cfg: dict) -> dict:
             "max_detections": te["max_seg_num"],
         },
     }
+    if out["test"]["voting_iou"] is not None:
+        out["test"]["voting_weight"] = "score"  # their voters weigh by score alone
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- running theirs

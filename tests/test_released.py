@@ -14,7 +14,6 @@ steps at t ~ 2300; both sides compute it in the same order); final detections 1e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -464,11 +463,7 @@ def _run_both(released, their_cfg: dict, K: int, lengths, seed: int = 0) -> dict
     fps = float(d["default_fps"] or 30.0)
     g = torch.Generator().manual_seed(seed + 1)
     worst: dict[str, float] = {}
-    opts = cfg.test.postprocess()
-    if opts.voting_iou is not None:
-        # Their score voting (ActivityNet's class-agnostic setting) weighs the voters by score, cltdr's by score x
-        # IoU (cltdr.ops.nms): Soft-NMS itself is compared, with voting off on both sides.
-        their.test_voting_thresh, opts = 0.0, dataclasses.replace(opts, voting_iou=None)
+    opts = cfg.test.postprocess()  # their score voting (ActivityNet) weighs voters by score: voting_weight 'score'
     for n in lengths:
         feats = torch.randn(d["input_dim"], n, generator=g)
         duration = (n * d["feat_stride"] + d["num_frames"]) / fps

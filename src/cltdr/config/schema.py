@@ -476,8 +476,10 @@ class PostprocessOptions:
     pre_nms_topk: at most this many (step, class) candidates are kept per pyramid level, highest first.
     min_segment_length: candidates shorter than this, in grid steps, are dropped before NMS.
     nms_sigma: width of the Gaussian Soft-NMS decay, ``score *= exp(-iou**2 / nms_sigma)``.
-    voting_iou: score voting after Soft-NMS: each kept segment becomes the score x IoU weighted mean of the
-        candidates of its class that overlap it by at least this IoU; None turns voting off.
+    voting_iou: score voting after Soft-NMS: each kept segment becomes the weighted mean of the candidates of
+        its class that overlap it by at least this IoU; None turns voting off.
+    voting_weight: a voter's weight: 'score_iou' (its score x its IoU with the kept segment) or 'score' (its
+        score alone, the released code's ActivityNet setting).
     max_detections: at most this many detections per video are returned, highest scores first.
     max_per_class: at most this many detections per class and video (None: no limit), applied before
         ``max_detections``.
@@ -494,6 +496,7 @@ class PostprocessOptions:
     min_segment_length: float = 0.05
     nms_sigma: float = 0.5
     voting_iou: float | None = 0.7
+    voting_weight: Literal["score_iou", "score"] = "score_iou"
     max_detections: int = 2000
     max_per_class: int | None = None
     class_agnostic_nms: bool = False
@@ -507,6 +510,8 @@ class PostprocessOptions:
             raise ValueError(f"min_segment_length must be >= 0, got {self.min_segment_length}")
         if not self.nms_sigma > 0:
             raise ValueError(f"nms_sigma must be > 0, got {self.nms_sigma}")
+        if self.voting_weight not in ("score_iou", "score"):
+            raise ValueError(f"voting_weight must be 'score_iou' or 'score', got {self.voting_weight!r}")
         if self.voting_iou is not None and not 0.0 <= self.voting_iou <= 1.0:
             raise ValueError(f"voting_iou must lie in [0, 1] or be None, got {self.voting_iou}")
         if self.max_detections < 1:
@@ -551,6 +556,9 @@ class TestConfig(_Section):
     min_segment_length: Optional[float] = Field(None, description="PostprocessOptions.min_segment_length.")
     nms_sigma: Optional[float] = Field(None, description="PostprocessOptions.nms_sigma.")
     voting_iou: Optional[float] = Field(None, description="PostprocessOptions.voting_iou; null: no voting.")
+    voting_weight: Optional[Literal["score_iou", "score"]] = Field(
+        None, description="PostprocessOptions.voting_weight."
+    )
     max_detections: Optional[int] = Field(None, description="PostprocessOptions.max_detections.")
     max_per_class: Optional[int] = Field(None, description="PostprocessOptions.max_per_class; null: no limit.")
     window: Optional[int] = Field(

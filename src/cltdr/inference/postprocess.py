@@ -77,6 +77,7 @@ def suppress(cand: Detections, opts: PostprocessOptions) -> Detections:
         min_score=opts.score_threshold,
         max_detections=opts.max_detections if opts.max_per_class is None else len(cand),
         voting_iou=opts.voting_iou,
+        voting_weight=opts.voting_weight,
         class_agnostic=opts.class_agnostic_nms,
     )
     if opts.max_per_class is not None:  # detections come sorted by score: keep each class's first ones

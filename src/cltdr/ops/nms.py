@@ -36,6 +36,7 @@ def soft_nms(
     min_score: float = 1e-3,
     max_detections: int = 2000,
     voting_iou: float | None = 0.7,
+    voting_weight: str = "score_iou",
     class_agnostic: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gaussian Soft-NMS, class-wise unless ``class_agnostic``.
@@ -48,7 +49,8 @@ def soft_nms(
 
     Score voting (``voting_iou`` not None): each kept segment is replaced by the average of the input segments
     of its class (all classes when ``class_agnostic``) whose IoU with it is at least ``voting_iou``, weighted by
-    input score x IoU; it takes part itself with IoU 1. Scores are not changed by voting.
+    input score x IoU (``voting_weight="score"``: by input score alone); it takes part itself with IoU 1. Scores
+    are not changed by voting.
 
     Returns ``(segments (D, 2), scores (D,), labels (D,))`` with D <= ``max_detections``: the kept detections
     with their decayed scores, sorted by score (descending; ties by input order).
@@ -71,7 +73,9 @@ def soft_nms(
 
     kept_segments = segments[kept]  # (D, 2)
     if voting_iou is not None:
-        kept_segments = _score_voting(kept_segments, groups[kept], segments, scores, groups, voting_iou)
+        kept_segments = _score_voting(
+            kept_segments, groups[kept], segments, scores, groups, voting_iou, voting_weight == "score_iou"
+        )
     return kept_segments, kept_scores, labels[kept]
 
 
@@ -180,7 +184,13 @@ class _Table:
 
 
 def _score_voting(
-    kept_segments: Tensor, kept_groups: Tensor, segments: Tensor, scores: Tensor, groups: Tensor, voting_iou: float
+    kept_segments: Tensor,
+    kept_groups: Tensor,
+    segments: Tensor,
+    scores: Tensor,
+    groups: Tensor,
+    voting_iou: float,
+    by_iou: bool = True,
 ) -> Tensor:
     """Replace each kept segment (D, 2) by the IoU x score weighted mean of its group's input segments (N, 2).
 
@@ -230,7 +240,8 @@ def _score_voting(
         idx = slots[rows[owner], column]  # (E_c,) input index of each voter (-1: padding, only when v == 0)
         theirs = segments[idx.clamp_min(0)]  # (E_c, 2)
         iou = aligned_segment_iou(kept_segments[owner], theirs)  # (E_c,)
-        weights = torch.where((idx >= 0) & (iou >= voting_iou), iou * scores[idx.clamp_min(0)].to(iou.dtype), 0.0)
+        score = scores[idx.clamp_min(0)].to(iou.dtype)
+        weights = torch.where((idx >= 0) & (iou >= voting_iou), iou * score if by_iou else score, 0.0)
         total.index_add_(0, owner, weights.to(total.dtype)[:, None])
         summed.index_add_(0, owner, weights[:, None] * theirs)
         first_kept = stop
