@@ -348,6 +348,11 @@ def _open_source(
     return array.shape[0], array.shape[1], lambda start, stop: array[start:stop]
 
 
+def describe_locations(locations: Sequence[tuple[Path, str | None]]) -> str:
+    """A video's feature sources (file, HDF5 key or None), as quoted in errors."""
+    return " + ".join(str(p) if k is None else f"{p}[{k!r}]" for p, k in locations)
+
+
 def open_features(
     locations: Sequence[tuple[Path, str | None]],
     *,
@@ -358,9 +363,7 @@ def open_features(
     where: str | None = None,
 ) -> StoredFeatures:
     """Open a video's feature sources (file, HDF5 key or None), concatenated on channels, for reading by windows."""
-    where = where or f"video {video_id!r}: feature file " + " + ".join(
-        str(p) if k is None else f"{p}[{k!r}]" for p, k in locations
-    )
+    where = where or f"video {video_id!r}: feature file {describe_locations(locations)}"
     opened = []
     for path, key in locations:
         part_where = f"video {video_id!r}: feature file {path}" + (f", entry {key!r}" if key else "")
@@ -457,7 +460,7 @@ class FeatureStore:
 
     def describe(self, video_id: str, subset: str = "") -> str:
         """The file(s) of a video, as quoted in errors."""
-        return " + ".join(str(p) if k is None else f"{p}[{k!r}]" for p, k in self.locations(video_id, subset))
+        return describe_locations(self.locations(video_id, subset))
 
     def open(self, video_id: str, subset: str = "") -> StoredFeatures:
         """A video's stored features (sources concatenated), for reading by windows; channels checked."""

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from cltdr.config import Config
 from cltdr.data.build import class_names, load_split, make_dataset
 from cltdr.data.dataset import TALDataset, pad_features
-from cltdr.data.features import StoredFeatures, check_length
+from cltdr.data.features import FeatureStore, StoredFeatures, check_length
 from cltdr.data.grid import FeatureGrid
 from cltdr.evaluation import MapResult, evaluate_map
 from cltdr.evaluation.inputs import result_file
@@ -57,6 +57,14 @@ class FeatureReader:
         return FeatureReader(feats.shape[-1], lambda start, stop: feats[:, start:stop])
 
     @staticmethod
+    def of_store(store: FeatureStore, stored: StoredFeatures, fps: float) -> FeatureReader:
+        """A video's stored features prepared as ``store`` prepares them: read lazily, every
+        ``downsample_rate``-th step, or, resized to a fixed length, read whole and resized at once."""
+        if store.resize_to is not None:
+            return FeatureReader.of_tensor(torch.from_numpy(store.prepare(stored.read(), fps)[0].T.copy()))
+        return FeatureReader.of_stored(stored, store.downsample_rate)
+
+    @staticmethod
     def of_stored(stored: StoredFeatures, downsample_rate: int = 1) -> FeatureReader:
         """Stored features read lazily, every ``downsample_rate``-th step (FeatureStore.prepare without resizing)."""
         r = downsample_rate
@@ -84,12 +92,12 @@ def detect(
     (window, overlap) in steps, for windowed inference of a video longer than the window (windowed.py); None:
     the whole video at once."""
     reader = feats if isinstance(feats, FeatureReader) else FeatureReader.of_tensor(feats)
-    w, overlap = window or (reader.num_steps, 0)
+    w, overlap = window or (max(reader.num_steps, 1), 0)
     detections = detect_windows(
         lambda start, stop: raw_predictions(model, reader.read(start, stop), device),
         reader.num_steps,
         opts,
-        window=max(w, 1),
+        window=w,
         overlap=overlap,
         progress=progress,
     )
@@ -99,12 +107,8 @@ def detect(
 def _test_input(dataset: TALDataset, index: int) -> tuple[str, FeatureReader, FeatureGrid, float]:
     """A test video's id, model input (read window by window unless resized to a fixed length), grid, duration."""
     rec, store = dataset.videos[index], dataset.store
-    if store.resize_to is not None:
-        sample = dataset[index]
-        assert sample.feats is not None
-        return rec.video_id, FeatureReader.of_tensor(sample.feats), sample.grid, sample.duration
     stored = store.open(rec.video_id, rec.subset)
-    reader = FeatureReader.of_stored(stored, store.downsample_rate)
+    reader = FeatureReader.of_store(store, stored, rec.fps)
     check_length(reader.num_steps, dataset.min_length, dataset.min_length_reason, stored.where)
     return rec.video_id, reader, store.grid(rec.fps, stored.num_steps), rec.duration
 
@@ -249,10 +253,7 @@ def detect_file(
     )
     duration = store.stored_grid(fps).span_seconds(stored.num_steps)
     grid = store.grid(fps, stored.num_steps)
-    if store.resize_to is not None:  # resized to a fixed length: the whole video, read at once
-        reader = FeatureReader.of_tensor(torch.from_numpy(store.prepare(stored.read(), fps)[0].T.copy()))
-    else:
-        reader = FeatureReader.of_stored(stored, store.downsample_rate)
+    reader = FeatureReader.of_store(store, stored, fps)
     check_length(reader.num_steps, model.divisor, pyramid_name(cfg), stored.where)
     results = detect(
         model,

@@ -56,11 +56,9 @@ def detect_windows(
 ) -> Detections:
     """A video's final detections in input steps. ``predict(start, stop)``: the model's per-level scores and
     segments (window steps) for input steps [start, stop) of the video (``runner.raw_predictions`` on them)."""
-    spans = plan_windows(num_steps, window, overlap)
-    if len(spans) == 1:
-        return suppress(select_candidates(*predict(0, num_steps), opts), opts)
+    spans = plan_windows(num_steps, window, overlap)  # one window (0, T): no edge is cut, no step moves
     parts = []
-    for start, stop in tqdm(spans, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for start, stop in tqdm(spans, desc=desc, disable=not progress or len(spans) == 1, leave=False, dynamic_ncols=True):
         cand = select_candidates(*predict(start, stop), opts)
         cand = Detections(cand.segments + start, cand.scores, cand.labels)
         parts.append(cand[uncut(cand.segments, start, stop, num_steps)])
