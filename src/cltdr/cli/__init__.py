@@ -1,7 +1,7 @@
 """The ``cltdr`` command: one thin module per group of sub-commands, each only parsing and printing.
 
     train.py       synth, train, demo
-    infer.py       test, detect
+    infer.py       test, detect, export-model
     data.py        convert, check
     evaluate.py    evaluate, diagnose, plot (timeline, scores, pr), report, export
     ablate.py      ablate

@@ -1,5 +1,6 @@
-"""``cltdr test`` (evaluate a trained run on an annotated subset) and ``cltdr detect`` (feature files without
-annotations -> a prediction file)."""
+"""``cltdr test`` (evaluate a trained run on an annotated subset), ``cltdr detect`` (feature files without
+annotations -> a prediction file, through the Python API ``cltdr.api``) and ``cltdr export-model`` (a run's
+network as a TorchScript or ONNX file, ``cltdr.deploy``)."""
 
 from __future__ import annotations
 
@@ -37,48 +38,38 @@ def cmd_test(args) -> None:
 def cmd_detect(args) -> None:
     from tqdm import tqdm
 
-    from cltdr.evaluation import result_file
-    from cltdr.inference.runner import detect_file
-    from cltdr.runs import load_trained_model
+    from cltdr.api import Localizer, result_file
     from cltdr.utils.io import atomic_write_json
 
-    cfg, model, device = load_trained_model(args.run_dir, args.checkpoint, args.device, args.weights)
-    if args.preset:
-        cfg.test.preset = args.preset
-    fps = args.fps if args.fps is not None else cfg.dataset.feat_fps or cfg.dataset.default_fps
+    localizer = Localizer.from_run(
+        args.run_dir, checkpoint=args.checkpoint, device=args.device, preset=args.preset, weights=args.weights
+    )
+    fps = args.fps if args.fps is not None else localizer.default_fps
     if fps is None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
     if not fps > 0:
         raise CltdrError(f"--fps {fps:g}: the frame rate of the videos must be > 0")
-    stems: dict[str, Path] = {}
-    for path in args.features:
-        if path.stem in stems:
-            raise CltdrError(
-                f"{stems[path.stem]} and {path} have the same stem {path.stem!r}, the video id of the "
-                "prediction file: rename one (or run them separately)"
-            )
-        stems[path.stem] = path
-    results = {}
+    found_all = []
     many = len(args.features) > 1
-    for path in tqdm(args.features, desc="videos", disable=args.quiet or not many, dynamic_ncols=True):
-        found = detect_file(
-            cfg,
-            model,
-            device,
-            path,
-            fps=fps,
-            feat_stride=args.feat_stride,
-            num_frames=args.num_frames,
-            top=args.top,
-            progress=not args.quiet,
-        )
-        results[found.video_id] = found.results
+    files = localizer.iter_files(
+        args.features, fps=fps, feat_stride=args.feat_stride, num_frames=args.num_frames, progress=not args.quiet
+    )
+    for found in tqdm(
+        files, total=len(args.features), desc="videos", disable=args.quiet or not many, dynamic_ncols=True
+    ):
+        found = found.top(args.top) if args.top is not None else found
+        found_all.append(found)
         if not args.quiet:
-            tqdm.write(
-                f"{found.video_id}: {found.steps} steps, {found.duration:.1f} s, {len(found.results)} detections"
-            )
-    atomic_write_json(args.out, result_file(results), indent=None)
+            tqdm.write(f"{found.video_id}: {found.num_steps} steps, {found.duration:.1f} s, {len(found)} detections")
+    atomic_write_json(args.out, result_file(found_all), indent=None)
     echo(f"wrote {args.out}")
+
+
+def cmd_export_model(args) -> None:
+    from cltdr.deploy import export_model
+
+    out = export_model(args.run_dir, args.format, args.out, checkpoint=args.checkpoint, weights=args.weights)
+    echo(f"wrote {out} ({args.format}; checked against the model on two lengths)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -106,3 +97,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     detect.add_argument("--num-frames", type=float, default=None, help="frames per feature (default: config)")
     detect.add_argument("--top", type=int, default=None, help="keep only the top N detections per video")
     detect.set_defaults(func=cmd_detect)
+    export = sub.add_parser(
+        "export-model", help="write a run's network (up to its pre-NMS scores and segments) as TorchScript or ONNX"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", required=True, choices=("torchscript", "onnx"), help="the file's format")
+    export.add_argument("--out", required=True, type=Path, help="the file to write")
+    export.add_argument(
+        "--checkpoint", default=None, help="'last', 'best' or a path (default: best if kept, else last)"
+    )
+    export.add_argument("--weights", choices=("ema", "raw"), default="ema", help="the EMA (default) or raw weights")
+    export.set_defaults(func=cmd_export_model)

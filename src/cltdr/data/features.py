@@ -322,6 +322,14 @@ class StoredFeatures:
         where = self.where if (start, stop) == (0, self.num_steps) else f"{self.where}, steps {start}-{stop}"
         return _check_values(window, self.input_dim, where, first_step=start)
 
+    @staticmethod
+    def of_array(array: np.ndarray, input_dim: int, where: str) -> StoredFeatures:
+        """Features already in memory, (T, C), read like a file's (channels checked now, values when read)."""
+        if array.ndim != 2:
+            raise FeatureError("wrong shape", f"{where}: expected a (T, {input_dim}) array, got shape {array.shape}")
+        _check_channels(array.shape[0], array.shape[1], input_dim, where)
+        return StoredFeatures([lambda start, stop: array[start:stop]], array.shape[0], input_dim, where)
+
 
 def _open_source(
     path: Path, key: str | None, video_id: str, keys: Sequence[str] | None, layout: str, where: str

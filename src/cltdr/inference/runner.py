@@ -222,36 +222,34 @@ class FileDetections:
     results: list[dict]  # ActivityNet result entries, best first
 
 
-def detect_file(
+def detect_stored(
     cfg: Config,
     model,
     device,
-    path: str | Path,
+    stored: StoredFeatures,
     *,
     fps: float,
     feat_stride: float | None = None,
     num_frames: float | None = None,
-    top: int | None = None,
+    duration: float | None = None,
     progress: bool = False,
-) -> FileDetections:
-    """Detect actions in one feature file (T, C), read and prepared as the run's dataset was (layout, keys,
-    downsampling, resizing); ``feat_stride`` / ``num_frames`` replace the stored grid of the config. A video
-    longer than the config's window is read and run window by window (``progress``: a bar over them)."""
+) -> tuple[float, list[dict]]:
+    """Detect actions in one video's stored features, prepared as the run's dataset prepares them (downsampling,
+    resizing); ``feat_stride`` / ``num_frames`` replace the stored grid of the config. Returns the video's
+    duration (``duration``, else the seconds the features span) and its result entries, best first. A video
+    longer than the config's window is run window by window (``progress``: a bar over them). ``model``: a
+    Detector or an exported network (``cltdr.deploy.ExportedModel``)."""
     import dataclasses
 
     from cltdr.data.build import feature_store, pyramid_name
-    from cltdr.data.features import open_features
 
-    path = Path(path)
     store = dataclasses.replace(
         feature_store(cfg),
         feat_stride=feat_stride or cfg.dataset.feat_stride,
         num_frames=num_frames or cfg.dataset.num_frames,
     )
-    stored = open_features(
-        [(path, None)], video_id=path.stem, input_dim=cfg.dataset.input_dim, keys=store.keys, layout=store.layout
-    )
-    duration = store.stored_grid(fps).span_seconds(stored.num_steps)
+    if duration is None:
+        duration = store.stored_grid(fps).span_seconds(stored.num_steps)
     grid = store.grid(fps, stored.num_steps)
     reader = FeatureReader.of_store(store, stored, fps)
     check_length(reader.num_steps, model.divisor, pyramid_name(cfg), stored.where)
@@ -266,5 +264,36 @@ def detect_file(
         window=cfg.inference_window(),
         progress=progress,
     )
-    return FileDetections(path.stem, stored.num_steps, duration, results[:top])
-    return FileDetections(path.stem, stored.shape[0], duration, results[:top])
+    return duration, results
+
+
+def open_feature_file(cfg: Config, path: str | Path) -> StoredFeatures:
+    """One feature file (T, C), opened with the run's layout and keys; its video id is the file's stem."""
+    from cltdr.data.build import feature_store
+    from cltdr.data.features import open_features
+
+    path, store = Path(path), feature_store(cfg)
+    return open_features(
+        [(path, None)], video_id=path.stem, input_dim=cfg.dataset.input_dim, keys=store.keys, layout=store.layout
+    )
+
+
+def detect_file(
+    cfg: Config,
+    model,
+    device,
+    path: str | Path,
+    *,
+    fps: float,
+    feat_stride: float | None = None,
+    num_frames: float | None = None,
+    top: int | None = None,
+    progress: bool = False,
+) -> FileDetections:
+    """Detect actions in one feature file (T, C), read and prepared as the run's dataset was (layout, keys,
+    downsampling, resizing): :func:`detect_stored` of the opened file."""
+    stored = open_feature_file(cfg, path)
+    duration, results = detect_stored(
+        cfg, model, device, stored, fps=fps, feat_stride=feat_stride, num_frames=num_frames, progress=progress
+    )
+    return FileDetections(Path(path).stem, stored.num_steps, duration, results[:top])

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from cltdr.config import LossConfig, pyramid_divisor
 from cltdr.model.assigner import Targets, assign
 from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
-from cltdr.model.outputs import LevelOutputs, Outputs, Refinement, VideoPrediction, make_points
+from cltdr.model.outputs import LevelOutputs, Outputs, Refinement, VideoPrediction, make_points, split_videos
 
 
 def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
@@ -158,17 +158,12 @@ class Detector(nn.Module):
     @torch.no_grad()
     def predict(self, feats: Tensor, mask: Tensor) -> list[VideoPrediction]:
         """Per video: refined scores and class-wise segments (grid steps) of each level's valid steps."""
-        out = self(feats, mask)
-        scores = out.refined_log_prob.exp()  # (B, P, K)
-        segs = out.segments()  # (B, P, K, 2)
-        n_valid = out.mask.view(mask.shape[0], -1).split(out.level_sizes, 1)  # [(B, T_l)]
-        counts = torch.stack([m.sum(1) for m in n_valid], 1).tolist()  # (B, L): one host sync for the batch
-        results = []
-        for b, per_level in enumerate(counts):
-            results.append(
-                VideoPrediction(
-                    [sc[:n] for sc, n in zip(scores[b].split(out.level_sizes), per_level)],
-                    [sg[:n] for sg, n in zip(segs[b].split(out.level_sizes), per_level)],
-                )
-            )
-        return results
+        out: Outputs = self(feats, mask)
+        scores, segments, valid = out.dense_prediction()
+        return split_videos(scores, segments, valid, out.level_sizes)
+
+    def predict_dense(self, feats: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The pre-NMS prediction before it is split per video: refined scores (B, P, K), class-wise segments
+        (B, P, K, 2) in grid steps and the valid points (B, P). What ``cltdr export-model`` exports."""
+        out: Outputs = self(feats, mask)
+        return out.dense_prediction()

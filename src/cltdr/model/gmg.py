@@ -18,6 +18,7 @@ from cltdr.config import GMGOptions
 from cltdr.model.attention import MaskedMultiHeadAttention
 from cltdr.model.layers import MaskedConv1d, masked_group_norm
 from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
+from cltdr.ops.dft import dft_bases, irdft, rdft
 
 __all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "masked_group_norm"]
 
@@ -27,7 +28,9 @@ class GlobalFilter(nn.Module):
 
     The filter W = Conv(ReLU(Conv(X_f))) uses depth-wise convs along the frequency axis on the real and
     imaginary parts (2D channels), so it adapts to any video length (unlike GFNet's fixed-size filter).
-    Each video is transformed over its own valid steps only, so padding never enters its spectrum.
+    Each video is transformed over its own valid steps only, so padding never enters its spectrum. Under
+    TorchScript tracing and ONNX export the same filter runs as matrix products (:meth:`forward_dft`), the form
+    those graphs can hold for any length and mask.
     """
 
     def __init__(self, dim: int, kernel_size: int = 3):
@@ -56,6 +59,8 @@ class GlobalFilter(nn.Module):
         return [torch.complex(*wi.to(s.real.dtype).chunk(2, dim=0)) for wi, s in zip(w, specs)]
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.forward_dft(x, mask)
         # FFTs of half precision need power-of-two lengths: transform in fp32 under autocast.
         h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         lengths = mask.sum(-1).tolist()
@@ -63,6 +68,18 @@ class GlobalFilter(nn.Module):
         out = torch.zeros_like(h)
         for b, (n, spec, w) in enumerate(zip(lengths, specs, self.filters(specs))):
             out[b, :, :n] = torch.fft.irfft(spec * w, n=n, dim=-1, norm="ortho")
+        return out.to(x.dtype)
+
+    def forward_dft(self, x: Tensor, mask: Tensor) -> Tensor:
+        """:meth:`forward` with the real DFT as matrix products (``cltdr.ops.dft``): no per-video Python loop,
+        the same output (tested against ``torch.fft``). (B, D, T) -> (B, D, T)."""
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        bases = dft_bases(mask.sum(-1), h.shape[-1], h.dtype)
+        real, imag = rdft(h, bases)  # (B, D, F) each, zero beyond each video's bins
+        keep = bases.bins[:, None, :].to(h.dtype)  # (B, 1, F)
+        hidden = F.relu(self.conv1(torch.cat([real, imag], 1))) * keep  # (B, 2D, F)
+        w_real, w_imag = self.conv2(hidden).chunk(2, dim=1)  # (B, D, F) each
+        out = irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases)  # (B, D, T)
         return out.to(x.dtype)
 
 

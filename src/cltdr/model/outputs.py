@@ -173,6 +173,10 @@ class Outputs:
             self.points.position[None, :, None], self.points.stride[None, :, None], self.refined_distances
         )
 
+    def dense_prediction(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Refined probabilities (B, P, K), class-wise segments (B, P, K, 2) and valid points (B, P)."""
+        return self.refined_log_prob.exp(), self.segments(), self.mask
+
 
 class VideoPrediction(NamedTuple):
     """One video's pre-NMS prediction, per level l, over its valid steps only (padding never reaches it)."""
@@ -183,3 +187,28 @@ class VideoPrediction(NamedTuple):
     def cpu(self) -> VideoPrediction:
         """On the CPU in fp32, as post-processing takes it."""
         return VideoPrediction([s.float().cpu() for s in self.scores], [s.float().cpu() for s in self.segments])
+
+
+def level_lengths(num_steps: int, num_levels: int) -> list[int]:
+    """Steps of each pyramid level for an input of ``num_steps`` steps: ceil(T / 2^l)."""
+    return [-(-num_steps // 2**l) for l in range(num_levels)]
+
+
+def split_videos(scores: Tensor, segments: Tensor, mask: Tensor, level_sizes: Sequence[int]) -> list[VideoPrediction]:
+    """A batch's dense prediction -> one :class:`VideoPrediction` per video, each level cut to its valid steps.
+
+    scores (B, P, K), segments (B, P, K, 2), mask (B, P) valid points, ``level_sizes`` points per level (sum P).
+    The one split of :meth:`Detector.predict` and of an exported network's outputs (``cltdr.deploy``).
+    """
+    if sum(level_sizes) != scores.shape[1]:
+        raise ValueError(f"levels of {list(level_sizes)} points do not add up to the prediction's {scores.shape[1]}")
+    sizes = list(level_sizes)
+    n_valid = mask.view(mask.shape[0], -1).split(sizes, 1)  # [(B, T_l)]
+    counts = torch.stack([m.sum(1) for m in n_valid], 1).tolist()  # (B, L): one host sync for the batch
+    return [
+        VideoPrediction(
+            [sc[:n] for sc, n in zip(scores[b].split(sizes), per_level)],
+            [sg[:n] for sg, n in zip(segments[b].split(sizes), per_level)],
+        )
+        for b, per_level in enumerate(counts)
+    ]

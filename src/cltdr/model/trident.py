@@ -18,7 +18,11 @@ def neighbour_logits(logits: Tensor, num_bins: int, side: str) -> Tensor:
     side='end':   neighbours t .. t + num_bins (distance 0 .. num_bins). Beyond the sequence: logit 0.
     """
     pad = (num_bins, 0) if side == "start" else (0, num_bins)
-    return F.pad(logits, pad).unfold(-1, num_bins + 1, 1)
+    padded = F.pad(logits, pad)  # (B, K, T + num_bins)
+    if torch.onnx.is_in_onnx_export():  # the exporter has no Unfold of a traced length: the same windows, stacked
+        T = logits.shape[-1]
+        return torch.stack([padded[..., r : r + T] for r in range(num_bins + 1)], -1)
+    return padded.unfold(-1, num_bins + 1, 1)
 
 
 def trident_distances(center: Tensor, start: Tensor, end: Tensor, num_bins: int) -> Tensor:
