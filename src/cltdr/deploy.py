@@ -226,7 +226,9 @@ def load_exported(path: str | os.PathLike, *, providers: list[str] | None = None
 def _load_torchscript(path: Path) -> ExportedModel:
     extra = {META_KEY + ".json": ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; it still runs
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises several types for foreign files
         raise CheckpointError(f"{path} cannot be read as TorchScript ({type(e).__name__}: {e})") from None
     info = ExportInfo.from_json(extra[META_KEY + ".json"], str(path))
