@@ -118,7 +118,11 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
         mean = 100 * statistics.mean(values)
         return f"{mean:.1f}" + (f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
-    head = "| variant | weights | " + " | ".join(f"split {s}" for s in splits) + " | mean of splits | seed std (mean) | train s |"
+    head = (
+        "| variant | weights | "
+        + " | ".join(f"split {s}" for s in splits)
+        + " | mean of splits | seed std (mean) | train s |"
+    )
     lines = [head, "|" + "---|" * (len(splits) + 5)]
     for v in variants:
         for w in ("ema", "raw"):

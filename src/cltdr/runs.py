@@ -102,7 +102,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     return state
 
 
-def _lookup(tree: dict, dotted: str) -> Any:
+def lookup_key(tree: dict, dotted: str) -> Any:
+    """The value of a dotted key in a nested config dict ({} when it is missing)."""
     for part in dotted.split("."):
         tree = tree.get(part, {}) if isinstance(tree, dict) else None
     return tree
@@ -126,7 +127,7 @@ def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> Non
     """
     diffs = []
     for key in ARCHITECTURE_KEYS:
-        a, b = _flatten(_lookup(ckpt_config, key), key), _flatten(_lookup(config, key), key)
+        a, b = _flatten(lookup_key(ckpt_config, key), key), _flatten(lookup_key(config, key), key)
         for k in sorted(set(a) | set(b)):
             if k not in a and k in b:
                 continue

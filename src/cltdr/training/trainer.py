@@ -21,11 +21,15 @@ from cltdr.data.check import preflight
 from cltdr.errors import CltdrError
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import build_detector
-from cltdr.runs import RunDir, check_compatible, load_checkpoint, run_config, save_checkpoint, select_device
+from cltdr.runs import RunDir, check_compatible, load_checkpoint, lookup_key, run_config, save_checkpoint, select_device
 from cltdr.training.ema import ModelEMA
 from cltdr.training.logger import RunLogger
 from cltdr.training.schedule import warmup_cosine
 from cltdr.utils.io import atomic_write_text
+
+# Keys that fix the learning-rate schedule: a resumed run must keep them (its optimiser and scheduler state were
+# stepped along that schedule; LambdaLR even restores the old peak lr from its state).
+SCHEDULE_KEYS = ("train.epochs", "train.warmup_epochs", "train.batch_size", "train.lr")
 
 
 def seed_everything(seed: int) -> None:
@@ -42,6 +46,22 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         if p.requires_grad:
             (decay if p.dim() > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def check_same_schedule(saved: dict, config: dict, source: str | Path, run_root: Path) -> None:
+    """Raise naming every :data:`SCHEDULE_KEYS` key whose value differs between a run's saved config (from
+    ``source``) and the config it is resumed with."""
+    pairs = [(key, lookup_key(saved, key), lookup_key(config, key)) for key in SCHEDULE_KEYS]
+    diffs = [(key, old, new) for key, old, new in pairs if old not in (None, {}) and old != new]
+    if not diffs:
+        return
+    lines = "\n".join(f"  {key}: the run has {old!r} ({source}), the config has {new!r}" for key, old, new in diffs)
+    keep = " ".join(f"{key}={old}" for key, old, _ in diffs)
+    raise CltdrError(
+        f"--resume cannot change the learning-rate schedule of the run in {run_root}:\n{lines}\n"
+        f"resume with the run's values (drop the change, or --set {keep}), or train a new run with another "
+        "--out (a resumed run continues the schedule it started with; extending it is not supported)"
+    )
 
 
 def _rng_state() -> dict:
@@ -118,8 +138,20 @@ class Trainer:
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
         saved = run_config(self.run.root).model_dump(mode="json")
-        check_compatible(saved, self.cfg.model_dump(mode="json"), self.run.config)
-        check_compatible(state["config"], self.cfg.model_dump(mode="json"), path)
+        config = self.cfg.model_dump(mode="json")
+        check_compatible(saved, config, self.run.config)
+        check_compatible(state["config"], config, path)
+        check_same_schedule(saved, config, self.run.config, self.run.root)
+        check_same_schedule(state["config"], config, path, self.run.root)
+        steps, epoch = state["scheduler"]["last_epoch"], state["epoch"]
+        if steps != epoch * self.iters_per_epoch:
+            raise CltdrError(
+                f"--resume: checkpoint {path} took {steps} optimiser steps in {epoch} epochs, but subset "
+                f"{self.cfg.dataset.train_subset!r} now has {len(self.train_set)} videos, "
+                f"{self.iters_per_epoch} batches of {self.cfg.train.batch_size} an epoch: the learning-rate "
+                "schedule would change; resume with the training videos the run started with, or train a new "
+                "run with another --out"
+            )
         self.model.load_state_dict(state["model"])
         if self.ema and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
