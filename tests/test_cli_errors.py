@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 import yaml
 
+from cltdr import cli
 from cltdr.data import synth
 from test_cli import edit_json, no_epoch, run_error  # noqa: F401  (no_epoch: a fixture)
 
@@ -71,9 +73,22 @@ def resume_with_fewer_training_videos(env: Env):
     ]
 
 
+def resume_with_no_readable_checkpoint(env: Env):
+    run = env.run_copy()
+    for name in ("last.pt", "prev.pt"):
+        path = run / "checkpoints" / name
+        path.write_bytes(path.read_bytes()[:1000])  # truncated
+    return ["train", env.trained_config(), "--out", run, "--resume"], [
+        f"nothing to resume in {run}: checkpoint {run / 'checkpoints' / 'last.pt'} cannot be read",
+        f"and checkpoint {run / 'checkpoints' / 'prev.pt'} cannot be read",
+        f"to start over, delete {run / 'checkpoints'} (or choose another --out) and train without --resume",
+    ]
+
+
 CASES: dict[str, Case] = {
     "1: --resume with another train.epochs and lr": resume_with_more_epochs,
     "1: --resume with fewer training videos": resume_with_fewer_training_videos,
+    "12: --resume with neither last.pt nor prev.pt readable": resume_with_no_readable_checkpoint,
 }
 
 
@@ -88,3 +103,73 @@ def test_bad_input_gets_one_clear_message(case, data_copy, trained_run, write_co
 
 def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _visible_scalars(tb: Path) -> dict[str, list[int]]:
+    """The steps of each TensorBoard tag as TensorBoard shows them: files in name order, and a session START at
+    step S (``purge_step``) hiding the earlier events at steps >= S."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    seen: list[tuple[str, int]] = []
+    for path in sorted(tb.glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            event = Event.FromString(data[i + 12 : i + 12 + n])
+            i += 12 + n + 4  # length, its CRC, the record, its CRC
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                seen = [(tag, step) for tag, step in seen if step < event.step]
+            seen += [(v.tag, event.step) for v in event.summary.value]
+    steps: dict[str, list[int]] = {}
+    for tag, step in seen:
+        steps.setdefault(tag, []).append(step)
+    return steps
+
+
+def test_resume_falls_back_to_prev_cleans_up_and_truncates_the_logs(trained_run, tiny_iterations, tmp_path, capsys):
+    """Items 11-13: a torn last.pt, a stale temporary file and a lost partial epoch's log records. The resume
+    continues from prev.pt (epoch 1) with a message, ends as the uninterrupted run did, and the logs hold each step
+    once (as log.jsonl and as TensorBoard shows it)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    iters, ckpt = tiny_iterations, run / "checkpoints"
+    assert torch.load(ckpt / "prev.pt", weights_only=False)["epoch"] == 1
+    (ckpt / "last.pt").write_bytes((ckpt / "last.pt").read_bytes()[:5000])
+    (ckpt / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    argv = ["train", trained_run.parent / "config.yaml", "--out", run, "--resume", "--quiet"]
+    rc = cli.main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"checkpoint {ckpt / 'last.pt'} cannot be read" in err and f"resuming from {ckpt / 'prev.pt'}" in err
+    assert f"resumed at epoch 1, step {iters} ({ckpt / 'prev.pt'})" in out
+    assert sorted(p.name for p in ckpt.iterdir()) == ["last.pt", "prev.pt"]
+    a, b = (torch.load(r / "checkpoints" / "last.pt", weights_only=False) for r in (trained_run, run))
+    assert b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+    records = _records(run)
+    assert [r["step"] for r in records if "loss" in r] == list(range(2 * iters))
+    assert [(r["epoch"], r["step"]) for r in records if "epoch_loss" in r] == [(1, iters), (2, 2 * iters)]
+    visible = _visible_scalars(run / "tb")
+    assert visible["loss"] == list(range(2 * iters))
+    assert sorted(visible["epoch_loss"]) == [iters, 2 * iters]
+
+
+def test_a_new_run_starts_clean_logs_where_a_killed_one_left_some(tiny_data, write_config, tmp_path, capsys):
+    """Item 13: killed during its first checkpoint write, a run leaves log records, TensorBoard events and a
+    temporary checkpoint but no last.pt; training there again without --resume starts from nothing."""
+    config = write_config(tiny_data)
+    run = tmp_path / "run"
+    assert cli.main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    first = _records(run)
+    (run / "checkpoints" / "last.pt").replace(run / "checkpoints" / ".last.pt.k1ll3d.tmp")
+    (run / "checkpoints" / "prev.pt").unlink()
+    assert cli.main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert [{k: v for k, v in r.items() if k != "time"} for r in _records(run)] == [
+        {k: v for k, v in r.items() if k != "time"} for r in first
+    ]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "prev.pt"]
+    steps = _visible_scalars(run / "tb")["loss"]
+    assert steps == sorted(set(steps))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,20 @@ from cltdr.data.check import preflight
 from cltdr.errors import CltdrError
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import build_detector
-from cltdr.runs import RunDir, check_compatible, load_checkpoint, lookup_key, run_config, save_checkpoint, select_device
+from cltdr.runs import (
+    RunDir,
+    check_compatible,
+    load_resumable,
+    lookup_key,
+    run_config,
+    save_checkpoint,
+    save_last,
+    select_device,
+)
 from cltdr.training.ema import ModelEMA
 from cltdr.training.logger import RunLogger
 from cltdr.training.schedule import warmup_cosine
-from cltdr.utils.io import atomic_write_text
+from cltdr.utils.io import atomic_write_text, remove_stale_temporaries
 
 # Keys that fix the learning-rate schedule: a resumed run must keep them (its optimiser and scheduler state were
 # stepped along that schedule; LambdaLR even restores the old peak lr from its state).
@@ -83,14 +93,11 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
         self.run = RunDir(run_dir)
         self.progress = progress
-        last = self.run.last
         cfg = resolve_paths(cfg)
-        if last.exists() and not resume:
+        if self.run.trained and not resume:
             raise CltdrError(
                 f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
             )
-        if resume and not last.exists():
-            raise CltdrError(f"nothing to resume in {self.run.root}: {last} does not exist")
         self.cfg = cfg
         self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
@@ -117,8 +124,15 @@ class Trainer:
         self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup) if t.ema_decay else None
         self.epoch = 0
         self.best: dict | None = None
+        self.resumed = resume
         if resume:
-            self._load(last)
+            state, path, passed_over = load_resumable(self.run, map_location=self.device)
+            if passed_over:
+                warnings.warn(f"{passed_over}; resuming from {path}, the checkpoint of the epoch before")
+            self._load(state, path)
+            print(f"resumed at epoch {self.epoch}, step {self.step} ({path})", flush=True)
+        for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
+            remove_stale_temporaries(folder)
         atomic_write_text(self.run.config, cfg.to_yaml())
 
     # --------------------------------------------------------------------------------------- state
@@ -135,8 +149,12 @@ class Trainer:
             "best": self.best,
         }
 
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken: those of the completed epochs."""
+        return self.epoch * self.iters_per_epoch
+
+    def _load(self, state: dict, path: Path) -> None:
         saved = run_config(self.run.root).model_dump(mode="json")
         config = self.cfg.model_dump(mode="json")
         check_compatible(saved, config, self.run.config)
@@ -204,7 +222,7 @@ class Trainer:
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
     def fit(self) -> Path:
-        logger = RunLogger(self.run)
+        logger = RunLogger(self.run, resume=(self.epoch, self.step) if self.resumed else None)
         last = self.run.last
         val = self.cfg.dataset.val_subset
         try:
@@ -218,7 +236,7 @@ class Trainer:
                 if val and (self.best is None or summary["val_average_mAP"] > self.best["average_mAP"]):
                     self.best = {"epoch": self.epoch, "average_mAP": summary["val_average_mAP"]}
                     save_checkpoint(self.run.best, self._state())
-                save_checkpoint(last, self._state())
+                save_last(self.run, self._state())
                 if self.progress:
                     shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
                     tqdm.write(f"epoch {self.epoch}/{self.total_epochs}: {shown}")
