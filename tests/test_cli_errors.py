@@ -85,10 +85,19 @@ def resume_with_no_readable_checkpoint(env: Env):
     ]
 
 
+def best_without_best_pt(env: Env):
+    return ["test", env.trained_run, "--checkpoint", "best", "--quiet"], [
+        f"--checkpoint best: {env.trained_run / 'checkpoints' / 'best.pt'} does not exist",
+        "dataset.val_subset",
+        "--checkpoint last",
+    ]
+
+
 CASES: dict[str, Case] = {
     "1: --resume with another train.epochs and lr": resume_with_more_epochs,
     "1: --resume with fewer training videos": resume_with_fewer_training_videos,
     "12: --resume with neither last.pt nor prev.pt readable": resume_with_no_readable_checkpoint,
+    "16: test --checkpoint best of a run without best.pt": best_without_best_pt,
 }
 
 
@@ -144,6 +153,7 @@ def test_resume_falls_back_to_prev_cleans_up_and_truncates_the_logs(trained_run,
     assert rc == 0, err
     assert f"checkpoint {ckpt / 'last.pt'} cannot be read" in err and f"resuming from {ckpt / 'prev.pt'}" in err
     assert f"resumed at epoch 1, step {iters} ({ckpt / 'prev.pt'})" in out
+    assert f"`cltdr test {run}` will use {ckpt / 'last.pt'} (the last epoch)" in out  # item 16
     assert sorted(p.name for p in ckpt.iterdir()) == ["last.pt", "prev.pt"]
     a, b = (torch.load(r / "checkpoints" / "last.pt", weights_only=False) for r in (trained_run, run))
     assert b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -173,3 +183,27 @@ def test_a_new_run_starts_clean_logs_where_a_killed_one_left_some(tiny_data, wri
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "prev.pt"]
     steps = _visible_scalars(run / "tb")["loss"]
     assert steps == sorted(set(steps))
+
+
+def test_training_says_which_checkpoint_test_uses_and_test_warns_of_an_unfinished_run(
+    tiny_data, write_config, tmp_path, capsys
+):
+    """Item 16: with a validation subset `cltdr test` uses best.pt, and training says so; testing a checkpoint
+    of an unfinished run warns (one line)."""
+    config = write_config(tiny_data, dataset={"val_subset": tiny_data.test_subset})
+    run = tmp_path / "run"
+    assert cli.main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)["best"]
+    assert (
+        f"`cltdr test {run}` will use {run / 'checkpoints' / 'best.pt'} (epoch {best['epoch']}, the best average "
+        f"mAP on subset 'testing': {100 * best['average_mAP']:.2f})" in out
+    )
+    assert cli.main(["test", str(run), "--checkpoint", "last", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main(["test", str(run), "--checkpoint", str(run / "checkpoints" / "prev.pt"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"cltdr test: warning: {run / 'checkpoints' / 'prev.pt'} holds epoch 1 of 2: the run is unfinished "
+        f"(continue it with `cltdr train CONFIG --out {run} --resume`)\n"
+    )

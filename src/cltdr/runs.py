@@ -20,6 +20,7 @@ is one being written (left behind only by a process killed meanwhile: training r
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,15 @@ class RunDir:
         return self.last.exists() or self.prev.exists()
 
     def checkpoint(self, which: str | Path | None = None) -> Path:
-        """'last', 'best', a path, or None: best when the run kept one, else last."""
+        """'last', 'best', a path, or None: best when the run kept one, else last. 'best' of a run without
+        ``best.pt`` is an error (never last instead)."""
         if which is None:
             which = "best" if self.best.exists() else "last"
+        if str(which) == "best" and not self.best.exists():
+            raise CheckpointError(
+                f"--checkpoint best: {self.best} does not exist (a run keeps the best epoch only when its "
+                "config sets dataset.val_subset); use --checkpoint last"
+            )
         return {"last": self.last, "best": self.best}.get(str(which), Path(which))
 
 
@@ -267,6 +274,12 @@ def load_trained_model(
     dev = select_device(device if device != "auto" else cfg.train.device)
     state = load_checkpoint(path, map_location=dev)
     check_compatible(state["config"], cfg.model_dump(mode="json"), path)
+    total = cfg.train.warmup_epochs + cfg.train.epochs
+    if "imported_from" not in state and state.get("epoch", total) < total:
+        warnings.warn(
+            f"{path} holds epoch {state['epoch']} of {total}: the run is unfinished (continue it with "
+            f"`cltdr train CONFIG --out {run.root} --resume`)"
+        )
     model = build_detector(cfg, len(class_names(cfg))).to(dev)
     if weights not in ("ema", "raw"):
         raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")

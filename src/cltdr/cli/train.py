@@ -23,15 +23,24 @@ def cmd_synth(args) -> None:
 
 def cmd_train(args) -> None:
     from cltdr.config import load_config
+    from cltdr.runs import RunDir
     from cltdr.training.trainer import Trainer
 
     cfg = load_config(args.config, args.set)
     if args.seeds is None:
-        last = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet).fit()
-        echo(f"training done: {last}")
+        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        last = trainer.fit()
+        run = RunDir(args.out)
+        if run.checkpoint() == run.best and trainer.best is not None:
+            chosen = (
+                f"{run.best} (epoch {trainer.best['epoch']}, the best average mAP on subset "
+                f"{cfg.dataset.val_subset!r}: {100 * trainer.best['average_mAP']:.2f})"
+            )
+        else:
+            chosen = f"{last} (the last epoch)"
+        echo(f"training done: {last}\n`cltdr test {run.root}` will use {chosen}; --checkpoint last|best chooses")
         return
     from cltdr.ablate import format_mean_std, train_seeds
-    from cltdr.runs import RunDir
 
     if args.seeds < 1:
         raise CltdrError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
