@@ -93,6 +93,48 @@ def best_without_best_pt(env: Env):
     ]
 
 
+def perfect_predictions(annotation_path: Path, subset: str) -> dict:
+    """Every annotated action of ``subset`` as a detection of score 1."""
+    database = json.loads(annotation_path.read_text())["database"]
+    return {
+        "results": {
+            video: [{"label": a["label"], "score": 1.0, "segment": a["segment"]} for a in entry["annotations"]]
+            for video, entry in database.items()
+            if entry["subset"] == subset
+        }
+    }
+
+
+def evaluate_argv(env: Env, pred: dict | Path) -> list:
+    if isinstance(pred, dict):
+        path = env.tmp_path / "pred.json"
+        path.write_text(json.dumps(pred))
+        pred = path
+    return ["evaluate", "--gt", env.data.annotation_path, "--pred", pred, "--subset", env.data.test_subset]
+
+
+def evaluate_another_subset(env: Env):
+    pred = perfect_predictions(env.data.annotation_path, env.data.train_subset)
+    return evaluate_argv(env, pred), [
+        f"{env.tmp_path / 'pred.json'}: none of its 16 videos is in subset 'testing' of the ground truth",
+        "16 in subset 'training'",
+        "e.g. 'video_training_00000', 'video_training_00001', 'video_training_00002', ...",
+        "--subset",
+    ]
+
+
+def evaluate_no_video(env: Env):
+    return evaluate_argv(env, {"results": {}}), [f"{env.tmp_path / 'pred.json'} holds no video: nothing to evaluate"]
+
+
+def evaluate_ground_truth_as_predictions(env: Env):
+    return evaluate_argv(env, env.data.annotation_path), [
+        f"{env.data.annotation_path} is an annotation file (it has a 'database' and no 'results'), not predictions",
+        "--gt",
+        "predictions.json of `cltdr test`",
+    ]
+
+
 CASES: dict[str, Case] = {
     "1: --resume with another train.epochs and lr": resume_with_more_epochs,
     "1: --resume with fewer training videos": resume_with_fewer_training_videos,
@@ -207,3 +249,23 @@ def test_training_says_which_checkpoint_test_uses_and_test_warns_of_an_unfinishe
         f"cltdr test: warning: {run / 'checkpoints' / 'prev.pt'} holds epoch 1 of 2: the run is unfinished "
         f"(continue it with `cltdr train CONFIG --out {run} --resume`)\n"
     )
+
+
+def test_evaluate_warns_of_predictions_outside_the_subset(data_copy, tmp_path, capsys):
+    """Item 2: detections of videos outside the evaluated subset are false positives (ActivityNet's rule): a
+    warning gives their count and a few ids."""
+    env = Env(tmp_path, data_copy, Path(), lambda: None)
+    pred = perfect_predictions(data_copy.annotation_path, data_copy.test_subset)
+    extra = perfect_predictions(data_copy.annotation_path, data_copy.train_subset)["results"]
+    pred["results"].update({v: extra[v] for v in list(extra)[:5]})
+    pred["results"]["unknown_video"] = []
+    argv = [*evaluate_argv(env, pred), "--json", tmp_path / "m.json"]
+    assert cli.main(list(map(str, argv))) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"cltdr evaluate: warning: {tmp_path / 'pred.json'}: 6 of its 14 videos are not in subset 'testing' of "
+        "the ground truth (5 in subset 'training', 1 not in the ground truth; e.g. 'video_training_00000', "
+        "'video_training_00001', 'video_training_00002', ...): their detections count as false positives and "
+        "lower the mAP, as in the ActivityNet evaluation; leave them out or check --subset\n"
+    )
+    assert json.loads((tmp_path / "m.json").read_text())["average_mAP"] < 1.0
