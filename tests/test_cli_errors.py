@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from cltdr import cli
 from cltdr.data import synth
+from conftest import config_dict
 from test_cli import edit_json, no_epoch, run_error  # noqa: F401  (no_epoch: a fixture)
 
 
@@ -31,6 +33,7 @@ class Env:
     data: synth.SynthInfo
     trained_run: Path
     write_config: Callable[..., Path]
+    chdir: Callable[[Path], None]
 
     def run_copy(self) -> Path:
         """A private copy of the trained run (2 epochs of the tiny config on the tiny data)."""
@@ -135,18 +138,89 @@ def evaluate_ground_truth_as_predictions(env: Env):
     ]
 
 
+def nan_in_a_test_file(env: Env):
+    path = env.data.feat_dir / "video_testing_00003.npy"
+    feats = np.load(path)
+    feats[7, 2] = np.nan
+    np.save(path, feats)
+    return ["train", env.write_config(env.data), "--out", env.tmp_path / "run"], [
+        "1 of 8 videos of subset 'testing' cannot be used",
+        f"video 'video_testing_00003': feature file {path}: 1 NaN or inf value",
+        "step 7, channel 2",
+    ]
+
+
+def missing_feature_folder(command: str) -> Case:
+    def case(env: Env):
+        gone = env.tmp_path / "no-such-folder"
+        config = env.write_config(env.data, dataset={"feat_dir": str(gone)})
+        argv = [command, config] + (["--out", env.tmp_path / "run"] if command == "train" else [])
+        missing = f"feature folder {gone} does not exist (dataset.feat_dir)"
+        return argv, [f"the data the config names is missing:\n  {missing}\n"]
+
+    return case
+
+
+def relative_config(env: Env, **dataset) -> Path:
+    """A config in the test's folder naming the data by paths relative to that folder."""
+    data = config_dict(env.data)
+    data["dataset"].update(annotation_file="data/annotations.json", feat_dir="data/features", **dataset)
+    path = env.tmp_path / "relative.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def relative_paths_from_elsewhere(env: Env):
+    config = relative_config(env)
+    elsewhere = env.tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env.chdir(elsewhere)
+    return ["train", config, "--out", env.tmp_path / "run"], [
+        f"annotation file {elsewhere / 'data' / 'annotations.json'} does not exist (dataset.annotation_file "
+        f"'data/annotations.json', relative to the current directory {elsewhere}); it exists relative to the "
+        f"config's folder {env.tmp_path}: run cltdr from there or make the path absolute",
+        f"feature folder {elsewhere / 'data' / 'features'} does not exist (dataset.feat_dir 'data/features', "
+        f"relative to the current directory {elsewhere}); it exists",
+    ]
+
+
+def relative_paths_and_a_missing_file(command: str) -> Case:
+    def case(env: Env):
+        config = relative_config(env)
+        (env.data.feat_dir / "video_training_00005.npy").unlink()
+        env.chdir(env.tmp_path)
+        argv = [command, config] + (["--out", env.tmp_path / "run"] if command == "train" else [])
+        return argv, [
+            "video 'video_training_00005'",
+            "not found",
+            "relative paths of the config (dataset.annotation_file 'data/annotations.json', dataset.feat_dir "
+            f"'data/features') resolve against the current directory {env.tmp_path}",
+        ]
+
+    return case
+
+
 CASES: dict[str, Case] = {
     "1: --resume with another train.epochs and lr": resume_with_more_epochs,
     "1: --resume with fewer training videos": resume_with_fewer_training_videos,
     "12: --resume with neither last.pt nor prev.pt readable": resume_with_no_readable_checkpoint,
     "16: test --checkpoint best of a run without best.pt": best_without_best_pt,
+    "2: evaluate predictions of another subset": evaluate_another_subset,
+    "2: evaluate a prediction file without videos": evaluate_no_video,
+    "9: evaluate a ground-truth file as predictions": evaluate_ground_truth_as_predictions,
+    "5: train with a NaN in a test feature file": nan_in_a_test_file,
+    "7: train with a feat_dir that does not exist": missing_feature_folder("train"),
+    "7: check with a feat_dir that does not exist": missing_feature_folder("check"),
+    "10: relative paths that exist beside the config, not in the current directory": relative_paths_from_elsewhere,
+    "10: train: relative paths and a missing feature file": relative_paths_and_a_missing_file("train"),
+    "10: check: relative paths and a missing feature file": relative_paths_and_a_missing_file("check"),
 }
 
 
 @pytest.mark.usefixtures("no_epoch")
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_gets_one_clear_message(case, data_copy, trained_run, write_config, tmp_path, capsys):
-    argv, fragments = CASES[case](Env(tmp_path, data_copy, trained_run, write_config))
+def test_bad_input_gets_one_clear_message(case, data_copy, trained_run, write_config, tmp_path, capsys, monkeypatch):
+    argv, fragments = CASES[case](Env(tmp_path, data_copy, trained_run, write_config, monkeypatch.chdir))
     msg = run_error(capsys, *map(str, argv))
     for fragment in fragments:
         assert fragment in msg, f"{fragment!r} not in:\n{msg}"
@@ -254,7 +328,7 @@ def test_training_says_which_checkpoint_test_uses_and_test_warns_of_an_unfinishe
 def test_evaluate_warns_of_predictions_outside_the_subset(data_copy, tmp_path, capsys):
     """Item 2: detections of videos outside the evaluated subset are false positives (ActivityNet's rule): a
     warning gives their count and a few ids."""
-    env = Env(tmp_path, data_copy, Path(), lambda: None)
+    env = Env(tmp_path, data_copy, Path(), lambda: None, lambda _: None)
     pred = perfect_predictions(data_copy.annotation_path, data_copy.test_subset)
     extra = perfect_predictions(data_copy.annotation_path, data_copy.train_subset)["results"]
     pred["results"].update({v: extra[v] for v in list(extra)[:5]})

@@ -24,10 +24,12 @@ def cmd_convert(args) -> None:
 
 def cmd_check(args) -> None:
     from cltdr.config import load_config
+    from cltdr.data.build import check_data_paths, relative_note
     from cltdr.data.check import check_dataset, format_report
     from cltdr.utils.io import atomic_write_json
 
     cfg = load_config(args.config, args.set)
+    check_data_paths(cfg, args.config)  # a missing folder once, not once per video
     report = check_dataset(cfg)
     echo(format_report(report, cfg, max_problems=args.max_problems))
     if args.json:
@@ -36,9 +38,10 @@ def cmd_check(args) -> None:
     errors = report.errors
     if errors:
         kinds = sorted({p.kind for p in errors})
+        relative = relative_note(cfg)
         raise CltdrError(
             f"{args.config}: the dataset cannot be trained on as configured: {len(errors)} errors "
-            f"({', '.join(kinds)}); the first: {errors[0].message}"
+            f"({', '.join(kinds)}); the first: {errors[0].message}" + (f"\n({relative})" if relative else "")
         )
 
 

@@ -28,7 +28,7 @@ def cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.set)
     if args.seeds is None:
-        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet, config_file=args.config)
         last = trainer.fit()
         run = RunDir(args.out)
         if run.checkpoint() == run.best and trainer.best is not None:

@@ -243,6 +243,8 @@ def check_prediction_videos(ground_truth: Mapping, predictions: Mapping, subset:
     results = results_of(predictions, source)
     if not wanted:
         return []
+    if not results:
+        raise DataError(f"{source} holds no video: nothing to evaluate on subset {subset!r}")
     outside = [v for v in results if v not in wanted]
     if not outside:
         return outside
@@ -257,8 +259,6 @@ def check_prediction_videos(ground_truth: Mapping, predictions: Mapping, subset:
         raise DataError(
             f"{source}: none of its {len(results)} videos is in subset {subset!r} of the ground truth ({found}; "
             f"e.g. {example}): evaluate the subset the predictions were made for (--subset)"
-            if results
-            else f"{source} holds no video: nothing to evaluate on subset {subset!r}"
         )
     warnings.warn(
         f"{source}: {len(outside)} of its {len(results)} videos are not in subset {subset!r} of the ground truth "

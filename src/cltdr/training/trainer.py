@@ -17,9 +17,17 @@ import torch
 from tqdm import tqdm
 
 from cltdr.config import Config
-from cltdr.data.build import class_names, load_split, make_dataset, make_loader, resolve_paths
+from cltdr.data.build import (
+    check_data_paths,
+    class_names,
+    load_split,
+    make_dataset,
+    make_loader,
+    relative_note,
+    resolve_paths,
+)
 from cltdr.data.check import preflight
-from cltdr.errors import CltdrError
+from cltdr.errors import CltdrError, DataError
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import build_detector
 from cltdr.runs import (
@@ -90,24 +98,38 @@ def _set_rng_state(state: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
+    """``config_file``: where ``cfg`` was read from, named in errors about its relative paths."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        config_file: str | Path | None = None,
+    ):
         self.run = RunDir(run_dir)
         self.progress = progress
-        cfg = resolve_paths(cfg)
         if self.run.trained and not resume:
             raise CltdrError(
                 f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
             )
+        check_data_paths(cfg, config_file)  # a missing folder once, not once per video
+        relative = relative_note(cfg)
+        cfg = resolve_paths(cfg)
         self.cfg = cfg
         self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
-
-        self.train_split = load_split(cfg, cfg.dataset.train_subset)
-        self.class_names = class_names(cfg)
-        self.train_set = make_dataset(cfg, self.train_split, training=True)
-        preflight(self.train_set)  # fail before the first epoch, not in the middle of one
-        if cfg.dataset.val_subset:
-            preflight(make_dataset(cfg, load_split(cfg, cfg.dataset.val_subset), training=False))
+        try:
+            self.train_split = load_split(cfg, cfg.dataset.train_subset)
+            self.class_names = class_names(cfg)
+            self.train_set = make_dataset(cfg, self.train_split, training=True)
+            self._preflight()
+        except DataError as e:
+            if not relative:
+                raise
+            raise DataError(f"{e}\n({relative})") from None
         self.model = build_detector(cfg, len(self.class_names)).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr)
@@ -134,6 +156,17 @@ class Trainer:
         for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
             remove_stale_temporaries(folder)
         atomic_write_text(self.run.config, cfg.to_yaml())
+
+    def _preflight(self) -> None:
+        """Check every video of the training, validation and test subsets before the first epoch (a NaN in a test
+        file is found now, not after hours of training)."""
+        d = self.cfg.dataset
+        preflight(self.train_set)
+        checked = {d.train_subset.lower()}
+        for subset in (d.val_subset, d.test_subset):
+            if subset is not None and subset.lower() not in checked:  # subset names are case-insensitive
+                checked.add(subset.lower())
+                preflight(make_dataset(self.cfg, load_split(self.cfg, subset), training=False))
 
     # --------------------------------------------------------------------------------------- state
     def _state(self) -> dict:
