@@ -343,3 +343,21 @@ def test_evaluate_warns_of_predictions_outside_the_subset(data_copy, tmp_path, c
         "lower the mAP, as in the ActivityNet evaluation; leave them out or check --subset\n"
     )
     assert json.loads((tmp_path / "m.json").read_text())["average_mAP"] < 1.0
+
+
+def test_epic_action_labels_of_convert_are_what_evaluate_reads(tmp_path, capsys):
+    """Item 14: `cltdr convert epic-kitchens --task action` writes "verb,noun" labels, the one convention of
+    `cltdr evaluate --dataset epic`: its own ground truth, as predictions, scores 100% in every table."""
+    from test_convert import write_epic
+
+    inputs = write_epic(tmp_path)
+    gt = tmp_path / "actions.json"
+    classes = [tmp_path / "EPIC_100_verb_classes.csv", tmp_path / "EPIC_100_noun_classes.csv"]
+    argv = ["convert", "epic-kitchens", *inputs, "--task", "action", "--classes", *classes, "--out", gt]
+    assert cli.main(list(map(str, argv))) == 0
+    assert "open,cup" in {a["label"] for v in json.loads(gt.read_text())["database"].values() for a in v["annotations"]}
+    (tmp_path / "pred.json").write_text(json.dumps(perfect_predictions(gt, "training")))
+    argv = ["evaluate", "--gt", gt, "--pred", tmp_path / "pred.json", "--subset", "training", "--dataset", "epic"]
+    assert cli.main([*map(str, argv), "--json", str(tmp_path / "m.json")]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert [report[task]["average_mAP"] for task in ("verb", "noun", "action")] == [1.0, 1.0, 1.0]

@@ -162,7 +162,7 @@ def test_epic_kitchens_verb_noun_action(tmp_path):
     assert "dropped 1 exact duplicates" in noun.summary()
 
     action = convert("epic-kitchens", inputs, ConvertOptions(task="action", classes=classes, margin_s=0.0))
-    assert action.class_names == ["take tap", "take cup", "take plate", "open tap", "open cup"]  # (verb, noun) ids
+    assert action.class_names == ["take,tap", "take,cup", "take,plate", "open,tap", "open,cup"]  # (verb, noun) ids
     assert action.database["P02_01"]["duration"] == 7.0
     # without class files the name of a class id is its most frequent verb text (ties: alphabetical)
     guessed = convert("epic-kitchens", inputs, ConvertOptions(task="verb"))
