@@ -289,7 +289,7 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
 
     def label_of(ids: tuple[int, ...], where: str) -> str:
         named = [names[p][cid] for p, cid in zip(parts, ids)]
-        return action_label(*named, where=where) if opts.task == "action" else named[0]
+        return action_label(named[0], named[1], where) if opts.task == "action" else named[0]
 
     for subset, path, rows in tables:
         for i, row in enumerate(rows, start=2):
