@@ -323,13 +323,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     s = plot.add_parser("timeline", help="ground truth against the best detections of one video")
     files(s, None)
-    s.add_argument("--video", required=True)
+    s.add_argument("--video", required=True, help="the video id to plot (a video of --subset)")
     s.add_argument("--top", type=int, default=20, help="detections shown (best first)")
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_timeline)
     s = plot.add_parser("scores", help="every step's score against the tIoU of its segment, before NMS")
     add_run_options(s, weights=False)
-    s.add_argument("--video", required=True)
+    s.add_argument("--video", required=True, help="the video id to plot (an annotated video of --subset)")
     s.add_argument("--subset", default=None, help="subset holding the video (default: dataset.test_subset)")
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_scores)
@@ -377,7 +377,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("export", help="predictions as CSV, or as the input files of the DETAD tool")
     s.add_argument("--pred", required=True, type=Path, help="prediction JSON (ActivityNet result format)")
-    s.add_argument("--format", required=True, choices=("csv", "detad"))
+    s.add_argument(
+        "--format",
+        required=True,
+        choices=("csv", "detad"),
+        help="csv: one detection a line (video, label, score, start, end); detad: the DETAD tool's input files",
+    )
     s.add_argument("--out", required=True, type=Path, help="output file")
     s.add_argument("--gt", type=Path, default=None, help="detad: annotation JSON to convert as well")
     s.add_argument("--subset", default=None, help="detad: subset of --gt")

@@ -98,14 +98,18 @@ def cmd_demo(args) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from cltdr.data.synth import PRESETS
+
     s = sub.add_parser("synth", help="write the embedded synthetic benchmark (annotations + feature files)")
-    s.add_argument("out_dir", type=Path)
-    s.add_argument("--preset", default="demo", help="tiny | demo | thumos-like")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out_dir", type=Path, help="folder to write: annotations.json, features/, synth_meta.json")
+    s.add_argument(
+        "--preset", default="demo", choices=list(PRESETS), help="size of the benchmark (default: %(default)s)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the generator (default: %(default)s)")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("train", help="train a model from a YAML config")
-    s.add_argument("config", type=Path)
+    s.add_argument("config", type=Path, help="YAML config (configs/*.yaml; every key: src/cltdr/config/schema.py)")
     s.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, logs, config)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. train.lr=2e-4")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -121,7 +125,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("demo", help="synthetic benchmark -> train -> test -> mAP table, in a few minutes on a CPU")
-    s.add_argument("--out", type=Path, default=Path("demo-out"))
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-out"),
+        help="output folder: data/, run/, the metrics, predictions and report (default: %(default)s)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic benchmark (default: %(default)s)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)

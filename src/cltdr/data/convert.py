@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 from cltdr.errors import DataError
 from cltdr.evaluation.epic import action_label
 from cltdr.utils.io import atomic_write_json, read_json
+from cltdr.utils.text import counted
 
 DEFAULT_MARGIN_S = 1.0  # a video without known duration lasts until its last action ends plus this
 EPIC_TASKS = ("verb", "noun", "action")
@@ -75,7 +76,7 @@ class Conversion:
         actions: Counter[str] = Counter()
         for v in self.database.values():
             actions[v["subset"]] += len(v["annotations"])
-        rows = [f"  {s}: {videos[s]} videos, {actions[s]} actions" for s in sorted(videos)]
+        rows = [f"  {s}: {counted(videos[s], 'video')}, {counted(actions[s], 'action')}" for s in sorted(videos)]
         return "\n".join(
             [
                 f"{self.format}: {len(self.database)} videos, {len(self.class_names)} classes",

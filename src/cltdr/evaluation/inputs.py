@@ -15,6 +15,7 @@ from typing import Any, Mapping, TypeGuard
 import numpy as np
 
 from cltdr.errors import DataError
+from cltdr.utils.text import counted
 
 MIN_SEGMENT_S = 1e-3  # ground-truth segments shorter than this are dropped
 DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close to a kept segment: duplicate, dropped
@@ -261,7 +262,8 @@ def check_prediction_videos(ground_truth: Mapping, predictions: Mapping, subset:
             f"e.g. {example}): evaluate the subset the predictions were made for (--subset)"
         )
     warnings.warn(
-        f"{source}: {len(outside)} of its {len(results)} videos are not in subset {subset!r} of the ground truth "
+        f"{source}: {len(outside)} of its {counted(len(results), 'video')} {'is' if len(outside) == 1 else 'are'} "
+        f"not in subset {subset!r} of the ground truth "
         f"({found}; e.g. {example}): their detections count as false positives and lower the mAP, as in the "
         "ActivityNet evaluation; leave them out or check --subset"
     )

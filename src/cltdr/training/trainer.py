@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from cltdr.training.ema import ModelEMA
 from cltdr.training.logger import RunLogger
 from cltdr.training.schedule import warmup_cosine
 from cltdr.utils.io import atomic_write_text, remove_stale_temporaries
+from cltdr.utils.text import duration
 
 # Keys that fix the learning-rate schedule: a resumed run must keep them (its optimiser and scheduler state were
 # stepped along that schedule; LambdaLR even restores the old peak lr from its state).
@@ -258,8 +260,10 @@ class Trainer:
         logger = RunLogger(self.run, resume=(self.epoch, self.step) if self.resumed else None)
         last = self.run.last
         val = self.cfg.dataset.val_subset
+        seconds: list[float] = []  # of each epoch of this session, validation included
         try:
             while self.epoch < self.total_epochs:
+                start = time.perf_counter()
                 means = self.train_epoch(logger)
                 self.epoch += 1
                 summary = {f"epoch_{k}": v for k, v in means.items()}
@@ -270,13 +274,25 @@ class Trainer:
                     self.best = {"epoch": self.epoch, "average_mAP": summary["val_average_mAP"]}
                     save_checkpoint(self.run.best, self._state())
                 save_last(self.run, self._state())
+                seconds.append(time.perf_counter() - start)
                 if self.progress:
-                    shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
-                    tqdm.write(f"epoch {self.epoch}/{self.total_epochs}: {shown}")
+                    tqdm.write(self._epoch_line(summary, seconds))
         finally:
             logger.close()
         return last
 
+    def _epoch_line(self, summary: dict[str, float], seconds: list[float]) -> str:
+        """The epoch's line: its last learning rate, its time, the time left (at this session's mean epoch time),
+        then its means and validation mAP."""
+        eta = sum(seconds) / len(seconds) * (self.total_epochs - self.epoch)
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
+        return (
+            f"epoch {self.epoch}/{self.total_epochs}: lr {self.scheduler.get_last_lr()[0]:.3g}, "
+            f"{duration(seconds[-1])}, ETA {duration(eta)}; {shown}"
+        )
+
     def validate(self, subset: str) -> float:
-        result = evaluate_split(self.cfg, self.eval_model, subset, self.class_names, self.device, progress=False)
+        result = evaluate_split(
+            self.cfg, self.eval_model, subset, self.class_names, self.device, progress=self.progress
+        )
         return result.metrics.average_mAP
