@@ -413,3 +413,34 @@ def test_durations_read_well():
         "1 min 05 s",
         "2 h 07 min",
     ]
+
+
+def test_configs_synth_yaml_trains_on_what_synth_writes(tmp_path, monkeypatch, capsys):
+    """Item 17: `cltdr synth data/synth` then `cltdr check configs/synth.yaml` from the same folder needs no
+    setting; another preset or folder needs what synth prints."""
+    config = Path(__file__).parents[1] / "configs" / "synth.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["synth", "data/synth"]) == 0
+    assert cli.main(["check", str(config)]) == 0, capsys.readouterr().err
+    assert "result: OK" in capsys.readouterr().out
+    assert cli.main(["synth", "elsewhere", "--preset", "tiny"]) == 0
+    command = capsys.readouterr().out.splitlines()[-1].split()
+    assert command[:3] == ["cltdr", "train", "configs/synth.yaml"] and "dataset.input_dim=32" in command
+    assert cli.main(["check", str(config), "--set", *command[command.index("--set") + 1 :]]) == 0
+    assert "result: OK" in capsys.readouterr().out
+
+
+def test_custom_yaml_keeps_the_paper_width_and_synth_yaml_the_demo_model():
+    """Item 17: configs/custom.yaml keeps width 512 and says how to shrink the model (narrower with a higher lr);
+    configs/synth.yaml trains the model of `cltdr demo`."""
+    from cltdr.cli.train import DEMO_CONFIG
+    from cltdr.config import load_config
+
+    root = Path(__file__).parents[1] / "configs"
+    custom = load_config(root / "custom.yaml")
+    assert custom.model.embed_dim == custom.model.head_dim == 512 and custom.train.lr == 1e-4
+    text = (root / "custom.yaml").read_text()
+    assert "embed_dim: 128, head_dim: 64, ffn_dim: 192 with train.lr: 1.0e-3" in text
+    synth_cfg, demo = (yaml.safe_load(p.read_text()) for p in (root / "synth.yaml", DEMO_CONFIG))
+    assert synth_cfg["model"] == demo["model"]
+    assert {k: v for k, v in demo["train"].items() if k != "seed"} == synth_cfg["train"]

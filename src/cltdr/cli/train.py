@@ -19,6 +19,11 @@ def cmd_synth(args) -> None:
     info = generate(args.out_dir, preset=args.preset, seed=args.seed)
     echo(f"wrote {info.annotation_path} and {info.feat_dir}/")
     echo(json.dumps(describe(info), indent=2))
+    settings = {"annotation_file": info.annotation_path, "feat_dir": info.feat_dir, "input_dim": info.input_dim}
+    echo(
+        "train on it with configs/synth.yaml (subsets 'training' and 'testing'):\n  cltdr train "
+        f"configs/synth.yaml --out runs/synth --set {' '.join(f'dataset.{k}={v}' for k, v in settings.items())}"
+    )
 
 
 def cmd_train(args) -> None:
