@@ -111,7 +111,7 @@ def test_database_shape(tmp_path, content, fragment):
 
 def test_no_video_in_subsets_lists_existing(tmp_path):
     path = write(tmp_path, good_db())
-    raises(path, "training", "'Validation' (2 videos)", "'Test' (1 videos)", subsets=["training"])
+    raises(path, "training", "'Validation' (2 videos)", "'Test' (1 video)", subsets=["training"])
 
 
 @pytest.mark.parametrize(

@@ -315,9 +315,9 @@ def test_resume_needs_a_run_and_a_run_needs_resume(trained_run, tiny_data, write
     config = write_config(tiny_data)
     (tmp_path / "empty").mkdir()
     msg = run_error(capsys, "train", config, "--out", tmp_path / "empty", "--resume")
-    assert (
-        msg == f"nothing to resume in {tmp_path / 'empty'}: {tmp_path / 'empty' / 'checkpoints' / 'last.pt'} "
-        "does not exist\n"
+    assert msg == (
+        f"nothing to resume in {tmp_path / 'empty'}: checkpoint {tmp_path / 'empty' / 'checkpoints' / 'last.pt'} "
+        "does not exist, and there is no prev.pt to fall back to; to start over, train without --resume\n"
     )
     before = (trained_run / "checkpoints" / "last.pt").stat().st_mtime_ns
     msg = run_error(capsys, "train", config, "--out", trained_run)

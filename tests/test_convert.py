@@ -66,7 +66,7 @@ def test_activitynet_and_hacs(tmp_path, fmt):
     assert db["ghi"] == {"subset": "testing", "duration": 33.3, "annotations": []}
     text = conv.summary()
     assert "dropped 1 exact duplicates" in text and "dropped 1 segments with end <= start" in text
-    assert "no fps written" in text and "testing: 1 videos, 0 actions" in text
+    assert "no fps written" in text and "testing: 1 video, 0 actions" in text
     out = conv.write(tmp_path / "out.json")
     videos = load_annotations(out, subsets=["training", "validation"], default_fps=15.0).videos
     assert [v.video_id for v in videos] == ["abc", "def"] and videos[0].labels.tolist() == [1, 0]
@@ -162,7 +162,7 @@ def test_epic_kitchens_verb_noun_action(tmp_path):
     assert "dropped 1 exact duplicates" in noun.summary()
 
     action = convert("epic-kitchens", inputs, ConvertOptions(task="action", classes=classes, margin_s=0.0))
-    assert action.class_names == ["take tap", "take cup", "take plate", "open tap", "open cup"]  # (verb, noun) ids
+    assert action.class_names == ["take,tap", "take,cup", "take,plate", "open,tap", "open,cup"]  # (verb, noun) ids
     assert action.database["P02_01"]["duration"] == 7.0
     # without class files the name of a class id is its most frequent verb text (ties: alphabetical)
     guessed = convert("epic-kitchens", inputs, ConvertOptions(task="verb"))

@@ -3,6 +3,8 @@
     RUN/config.yaml                 the resolved config the run trained with
     RUN/checkpoints/last.pt         the state after the last completed epoch (``--resume`` continues from it);
                                     ``cltdr import-checkpoint``: the authors' released weights
+    RUN/checkpoints/prev.pt         the state of the epoch before (``--resume`` falls back to it when last.pt
+                                    cannot be read)
     RUN/checkpoints/best.pt         the best epoch on ``dataset.val_subset``, when one is named
     RUN/log.jsonl, RUN/tb/          training logs: one JSON object per line, TensorBoard scalars
     RUN/predictions.json            ``cltdr test``: detections (ActivityNet result format) ...
@@ -11,12 +13,14 @@
     RUN/result.json                 one run's summary (``cltdr ablate``, ``--seeds``)
     RUN/seeds.json, RUN/seed-<S>/   ``--seeds``: mean +- std over the seeds, and each seed's own run
 
-Checkpoints are written atomically and checked against the config they are loaded with.
+Checkpoints are written atomically and checked against the config they are loaded with; a file ``.<name>.*.tmp``
+is one being written (left behind only by a process killed meanwhile: training removes them when it starts).
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,7 @@ class RunDir:
     config = property(lambda self: self.root / "config.yaml")
     checkpoints = property(lambda self: self.root / "checkpoints")
     last = property(lambda self: self.checkpoints / "last.pt")
+    prev = property(lambda self: self.checkpoints / "prev.pt")
     best = property(lambda self: self.checkpoints / "best.pt")
     log = property(lambda self: self.root / "log.jsonl")
     tensorboard = property(lambda self: self.root / "tb")
@@ -72,13 +77,19 @@ class RunDir:
 
     @property
     def trained(self) -> bool:
-        """Whether a run was (at least partly) trained here: ``last.pt`` exists."""
-        return self.last.exists()
+        """Whether a run was (at least partly) trained here: ``last.pt`` or ``prev.pt`` exists."""
+        return self.last.exists() or self.prev.exists()
 
     def checkpoint(self, which: str | Path | None = None) -> Path:
-        """'last', 'best', a path, or None: best when the run kept one, else last."""
+        """'last', 'best', a path, or None: best when the run kept one, else last. 'best' of a run without
+        ``best.pt`` is an error (never last instead)."""
         if which is None:
             which = "best" if self.best.exists() else "last"
+        if str(which) == "best" and not self.best.exists():
+            raise CheckpointError(
+                f"--checkpoint best: {self.best} does not exist (a run keeps the best epoch only when its "
+                "config sets dataset.val_subset); use --checkpoint last"
+            )
         return {"last": self.last, "best": self.best}.get(str(which), Path(which))
 
 
@@ -87,6 +98,37 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
     return atomic_write(path, lambda f: f.write(buf.getbuffer()), mode="wb")
+
+
+def save_last(run: RunDir, state: dict[str, Any]) -> Path:
+    """Write ``state`` as the run's ``last.pt``, the ``last.pt`` before it becoming ``prev.pt`` (killed in between,
+    the run keeps ``prev.pt``, which :func:`load_resumable` falls back to)."""
+    if run.last.exists():
+        run.last.replace(run.prev)
+    return save_checkpoint(run.last, state)
+
+
+def load_resumable(run: RunDir, map_location="cpu") -> tuple[dict[str, Any], Path, str | None]:
+    """The checkpoint a resumed run continues from, its path, and why ``last.pt`` was passed over (None when it
+    was not): ``last.pt``, else ``prev.pt`` when ``last.pt`` is missing or cannot be read."""
+    try:
+        return load_checkpoint(run.last, map_location), run.last, None
+    except CheckpointError as e:
+        why = str(e)
+    start_over = (
+        f"delete {run.checkpoints} (or choose another --out) and train without --resume"
+        if run.trained
+        else "train without --resume"
+    )
+    if not run.prev.is_file():
+        raise CheckpointError(
+            f"nothing to resume in {run.root}: {why}, and there is no {run.prev.name} to fall back to; "
+            f"to start over, {start_over}"
+        )
+    try:
+        return load_checkpoint(run.prev, map_location), run.prev, why
+    except CheckpointError as e:
+        raise CheckpointError(f"nothing to resume in {run.root}: {why}, and {e}; to start over, {start_over}") from None
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
@@ -102,7 +144,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     return state
 
 
-def _lookup(tree: dict, dotted: str) -> Any:
+def lookup_key(tree: dict, dotted: str) -> Any:
+    """The value of a dotted key in a nested config dict ({} when it is missing)."""
     for part in dotted.split("."):
         tree = tree.get(part, {}) if isinstance(tree, dict) else None
     return tree
@@ -126,7 +169,7 @@ def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> Non
     """
     diffs = []
     for key in ARCHITECTURE_KEYS:
-        a, b = _flatten(_lookup(ckpt_config, key), key), _flatten(_lookup(config, key), key)
+        a, b = _flatten(lookup_key(ckpt_config, key), key), _flatten(lookup_key(config, key), key)
         for k in sorted(set(a) | set(b)):
             if k not in a and k in b:
                 continue
@@ -231,6 +274,12 @@ def load_trained_model(
     dev = select_device(device if device != "auto" else cfg.train.device)
     state = load_checkpoint(path, map_location=dev)
     check_compatible(state["config"], cfg.model_dump(mode="json"), path)
+    total = cfg.train.warmup_epochs + cfg.train.epochs
+    if "imported_from" not in state and state.get("epoch", total) < total:
+        warnings.warn(
+            f"{path} holds epoch {state['epoch']} of {total}: the run is unfinished (continue it with "
+            f"`cltdr train CONFIG --out {run.root} --resume`)"
+        )
     model = build_detector(cfg, len(class_names(cfg))).to(dev)
     if weights not in ("ema", "raw"):
         raise CltdrError(f"weights={weights!r}: expected 'ema' or 'raw'")

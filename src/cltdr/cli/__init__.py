@@ -9,14 +9,15 @@
 
 A new command goes into one of them (or a new module added to ``COMMANDS``) as ``cmd_<name>(args)`` plus its
 parser in that module's ``add_commands``; its logic lives below, in the package. User errors
-(:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; an interrupted training
-run says how to resume it.
+(:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; warnings print as one line
+``cltdr <command>: warning: ...`` (no source path); an interrupted training run says how to resume it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from cltdr.cli import ablate, checkpoint, data, evaluate, infer, train
 from cltdr.errors import CltdrError
@@ -34,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"cltdr {args.command}: warning: {message}", file=file or sys.stderr, flush=True)
+
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            args.func(args)
     except CltdrError as e:
         print(f"cltdr {args.command}: error: {e}", file=sys.stderr)
         return 2

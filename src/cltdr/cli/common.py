@@ -12,9 +12,11 @@ def echo(msg: str = "") -> None:
 
 def add_run_options(s: argparse.ArgumentParser, *, weights: bool = True) -> None:
     """RUN_DIR and how to load its model: the checkpoint, the device and (``weights``) EMA or raw weights."""
-    s.add_argument("run_dir", type=Path)
+    s.add_argument("run_dir", type=Path, help="a run directory written by `cltdr train` (or import-checkpoint)")
     s.add_argument("--checkpoint", default=None, help="'last', 'best' or a path (default: best if kept, else last)")
-    s.add_argument("--device", default="auto")
+    s.add_argument(
+        "--device", default="auto", help="'auto' (the run's train.device), 'cpu', 'cuda' or 'cuda:N' (default: auto)"
+    )
     if weights:
         s.add_argument(
             "--weights",

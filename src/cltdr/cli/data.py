@@ -24,10 +24,13 @@ def cmd_convert(args) -> None:
 
 def cmd_check(args) -> None:
     from cltdr.config import load_config
+    from cltdr.data.build import check_data_paths, relative_note
     from cltdr.data.check import check_dataset, format_report
     from cltdr.utils.io import atomic_write_json
+    from cltdr.utils.text import counted
 
     cfg = load_config(args.config, args.set)
+    check_data_paths(cfg, args.config)  # a missing folder once, not once per video
     report = check_dataset(cfg)
     echo(format_report(report, cfg, max_problems=args.max_problems))
     if args.json:
@@ -36,9 +39,10 @@ def cmd_check(args) -> None:
     errors = report.errors
     if errors:
         kinds = sorted({p.kind for p in errors})
+        relative = relative_note(cfg)
         raise CltdrError(
-            f"{args.config}: the dataset cannot be trained on as configured: {len(errors)} errors "
-            f"({', '.join(kinds)}); the first: {errors[0].message}"
+            f"{args.config}: the dataset cannot be trained on as configured: {counted(len(errors), 'error')} "
+            f"({', '.join(kinds)}); the first: {errors[0].message}" + (f"\n({relative})" if relative else "")
         )
 
 
@@ -51,7 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="convert official annotations (ActivityNet, HACS, EPIC-Kitchens-100, "
         "MultiTHUMOS) to the project's annotation JSON",
     )
-    s.add_argument("format", choices=sorted(CONVERTERS))
+    s.add_argument("format", choices=sorted(CONVERTERS), help="the format of the official annotations")
     s.add_argument(
         "inputs",
         nargs="+",
@@ -90,7 +94,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("check", help="validate the dataset a config names and suggest max_seq_len and levels")
-    s.add_argument("config", type=Path)
+    s.add_argument("config", type=Path, help="YAML config whose dataset section is checked (e.g. configs/*.yaml)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--json", type=Path, default=None, help="also write the full report (every problem) here")
     s.add_argument("--max-problems", type=int, default=10, help="problems listed per subset (default 10)")

@@ -44,6 +44,7 @@ def _safe_name(name: str) -> str:
 def cmd_evaluate(args) -> None:
     from cltdr.evaluation import GroundTruth, Predictions, evaluate_map
     from cltdr.evaluation.epic import evaluate_epic
+    from cltdr.evaluation.inputs import check_prediction_videos
     from cltdr.evaluation.proposals import average_recall
     from cltdr.evaluation.protocols import PROTOCOLS
     from cltdr.utils.io import atomic_write_json, read_json
@@ -58,13 +59,14 @@ def cmd_evaluate(args) -> None:
     if args.pred is None and not (args.dataset == "epic" and (args.pred_verb or args.pred_noun)):
         raise CltdrError("--pred is required (with --dataset epic, --pred-verb / --pred-noun may replace it)")
     pred = _load_predictions(args.pred, require_label=not args.proposals) if args.pred else None
+    extra = {  # EPIC-Kitchens: a verb-only and a noun-only detector's predictions
+        key: _load_predictions(path) for key, path in (("verbs", args.pred_verb), ("nouns", args.pred_noun)) if path
+    }
+    for given, path in ((pred, args.pred), (extra.get("verbs"), args.pred_verb), (extra.get("nouns"), args.pred_noun)):
+        if given is not None:
+            check_prediction_videos(gt, given, args.subset, str(path))
     report: dict = {"subset": args.subset, "dataset": args.dataset, "tiou_thresholds": thresholds}
     if args.dataset == "epic":
-        extra = {
-            key: _load_predictions(path)
-            for key, path in (("verbs", args.pred_verb), ("nouns", args.pred_noun))
-            if path is not None
-        }
         for task, metrics in evaluate_epic(gt, args.subset, thresholds, pred, **extra, source=str(args.pred)).items():
             echo(f"{task}:\n{metrics.format_table(columns)}")
             if args.per_class:
@@ -321,13 +323,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     s = plot.add_parser("timeline", help="ground truth against the best detections of one video")
     files(s, None)
-    s.add_argument("--video", required=True)
+    s.add_argument("--video", required=True, help="the video id to plot (a video of --subset)")
     s.add_argument("--top", type=int, default=20, help="detections shown (best first)")
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_timeline)
     s = plot.add_parser("scores", help="every step's score against the tIoU of its segment, before NMS")
     add_run_options(s, weights=False)
-    s.add_argument("--video", required=True)
+    s.add_argument("--video", required=True, help="the video id to plot (an annotated video of --subset)")
     s.add_argument("--subset", default=None, help="subset holding the video (default: dataset.test_subset)")
     s.add_argument("--out", required=True, type=Path, help="PNG file")
     s.set_defaults(func=cmd_plot_scores)
@@ -375,7 +377,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("export", help="predictions as CSV, or as the input files of the DETAD tool")
     s.add_argument("--pred", required=True, type=Path, help="prediction JSON (ActivityNet result format)")
-    s.add_argument("--format", required=True, choices=("csv", "detad"))
+    s.add_argument(
+        "--format",
+        required=True,
+        choices=("csv", "detad"),
+        help="csv: one detection a line (video, label, score, start, end); detad: the DETAD tool's input files",
+    )
     s.add_argument("--out", required=True, type=Path, help="output file")
     s.add_argument("--gt", type=Path, default=None, help="detad: annotation JSON to convert as well")
     s.add_argument("--subset", default=None, help="detad: subset of --gt")

@@ -19,19 +19,33 @@ def cmd_synth(args) -> None:
     info = generate(args.out_dir, preset=args.preset, seed=args.seed)
     echo(f"wrote {info.annotation_path} and {info.feat_dir}/")
     echo(json.dumps(describe(info), indent=2))
+    settings = {"annotation_file": info.annotation_path, "feat_dir": info.feat_dir, "input_dim": info.input_dim}
+    echo(
+        "train on it with configs/synth.yaml (subsets 'training' and 'testing'):\n  cltdr train "
+        f"configs/synth.yaml --out runs/synth --set {' '.join(f'dataset.{k}={v}' for k, v in settings.items())}"
+    )
 
 
 def cmd_train(args) -> None:
     from cltdr.config import load_config
+    from cltdr.runs import RunDir
     from cltdr.training.trainer import Trainer
 
     cfg = load_config(args.config, args.set)
     if args.seeds is None:
-        last = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet).fit()
-        echo(f"training done: {last}")
+        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet, config_file=args.config)
+        last = trainer.fit()
+        run = RunDir(args.out)
+        if run.checkpoint() == run.best and trainer.best is not None:
+            chosen = (
+                f"{run.best} (epoch {trainer.best['epoch']}, the best average mAP on subset "
+                f"{cfg.dataset.val_subset!r}: {100 * trainer.best['average_mAP']:.2f})"
+            )
+        else:
+            chosen = f"{last} (the last epoch)"
+        echo(f"training done: {last}\n`cltdr test {run.root}` will use {chosen}; --checkpoint last|best chooses")
         return
     from cltdr.ablate import format_mean_std, train_seeds
-    from cltdr.runs import RunDir
 
     if args.seeds < 1:
         raise CltdrError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
@@ -89,14 +103,18 @@ def cmd_demo(args) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from cltdr.data.synth import PRESETS
+
     s = sub.add_parser("synth", help="write the embedded synthetic benchmark (annotations + feature files)")
-    s.add_argument("out_dir", type=Path)
-    s.add_argument("--preset", default="demo", help="tiny | demo | thumos-like")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out_dir", type=Path, help="folder to write: annotations.json, features/, synth_meta.json")
+    s.add_argument(
+        "--preset", default="demo", choices=list(PRESETS), help="size of the benchmark (default: %(default)s)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the generator (default: %(default)s)")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("train", help="train a model from a YAML config")
-    s.add_argument("config", type=Path)
+    s.add_argument("config", type=Path, help="YAML config (configs/*.yaml; every key: src/cltdr/config/schema.py)")
     s.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, logs, config)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. train.lr=2e-4")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -112,7 +130,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("demo", help="synthetic benchmark -> train -> test -> mAP table, in a few minutes on a CPU")
-    s.add_argument("--out", type=Path, default=Path("demo-out"))
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-out"),
+        help="output folder: data/, run/, the metrics, predictions and report (default: %(default)s)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic benchmark (default: %(default)s)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)

@@ -18,6 +18,7 @@ import numpy as np
 
 from cltdr.errors import DataError
 from cltdr.utils.io import read_json
+from cltdr.utils.text import counted
 
 SEGMENT_POLICIES = ("error", "clip", "drop")
 BOUNDARY_TOL = 1e-3  # seconds a segment may stick out of [0, duration] before the policy applies
@@ -244,7 +245,7 @@ def load_annotations(
             counts[entry["subset"]] = counts.get(entry["subset"], 0) + 1
         raise DataError(
             f"annotation file {path}: no video in subsets {list(subsets)}; the file has subsets "
-            + ", ".join(f"{name!r} ({n} videos)" for name, n in sorted(counts.items()))
+            + ", ".join(f"{name!r} ({counted(n, 'video')})" for name, n in sorted(counts.items()))
         )
     if outside:
         video_id, seg, duration = outside[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from torch.utils.data import DataLoader
 from cltdr.config import Config
 from cltdr.data.annotations import AnnotationSet, load_annotations, read_class_names
 from cltdr.data.dataset import TALDataset, make_collate
-from cltdr.data.features import FeatureStore
+from cltdr.data.features import HDF5_SUFFIXES, FeatureStore
+from cltdr.errors import DataError
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic model, unless dataset.class_names names it
 
@@ -99,6 +101,58 @@ def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0
         collate_fn=make_collate(cfg.divisor),
         num_workers=cfg.train.num_workers,
     )
+
+
+def data_paths(cfg: Config) -> list[tuple[str, Path, str]]:
+    """(key, path as configured, what it is) of every data path of a config; a ``{subset}`` source once per
+    subset the config names."""
+    d = cfg.dataset
+    out = [("dataset.annotation_file", d.annotation_file, "annotation file")]
+    subsets = dict.fromkeys(s for s in (d.train_subset, d.val_subset, d.test_subset) if s)
+    for source in d.feat_sources:
+        kind = "feature file" if source.suffix.lower() in HDF5_SUFFIXES else "feature folder"
+        for subset in subsets if "{subset}" in str(source) else [""]:
+            out.append(("dataset.feat_dir", Path(str(source).replace("{subset}", subset)), kind))
+    if d.fusion is not None:
+        out.append(("dataset.fusion.score_file", d.fusion.score_file, "class score file"))
+    return out
+
+
+def relative_note(cfg: Config, base: Path | None = None) -> str:
+    """What the config's relative data paths were resolved against, for messages about missing files ("" when
+    every path is absolute)."""
+    relative = sorted({f"{key} {str(path)!r}" for key, path, _ in data_paths(cfg) if not path.is_absolute()})
+    if not relative:
+        return ""
+    return (
+        f"relative paths of the config ({', '.join(relative)}) resolve against the current directory "
+        f"{(base or Path.cwd()).resolve()}"
+    )
+
+
+def check_data_paths(cfg: Config, config_file: str | os.PathLike | None = None, base: Path | None = None) -> None:
+    """Raise one :class:`DataError` naming every data path of ``cfg`` that does not exist (a missing feature
+    folder once, not once per video); a relative one says what it was relative to (``base``, default the
+    current directory), and whether it exists beside ``config_file`` instead."""
+    base = (base or Path.cwd()).resolve()
+    missing = []
+    for key, path, kind in data_paths(cfg):
+        full = base / path
+        if full.exists():
+            continue
+        line = f"{kind} {full} does not exist ({key}"
+        if path.is_absolute():
+            line += ")"
+        else:
+            line += f" {str(path)!r}, relative to the current directory {base})"
+            if config_file is not None and (Path(config_file).resolve().parent / path).exists():
+                line += (
+                    f"; it exists relative to the config's folder {Path(config_file).resolve().parent}: run "
+                    "cltdr from there or make the path absolute"
+                )
+        missing.append(line)
+    if missing:
+        raise DataError("\n  ".join(["the data the config names is missing:", *missing]))
 
 
 def resolve_paths(cfg: Config, base: Path | None = None) -> Config:

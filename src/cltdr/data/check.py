@@ -29,6 +29,7 @@ from cltdr.data.dataset import TALDataset
 from cltdr.data.features import FeatureError, FeatureStore, check_length
 from cltdr.errors import DataError
 from cltdr.training.recipe import INITIAL_WEIGHT_SHARE, schedule
+from cltdr.utils.text import counted
 
 CHECK_WINDOW = 16384  # steps read at a time by the checks (64 MB of 1024-channel float32)
 LENGTH_TOLERANCE = 0.05  # features may cover the video's duration to within 5% (or 2 feature strides)
@@ -81,7 +82,7 @@ def check_video(store: FeatureStore, rec: VideoRecord, min_length: int, reason: 
             Problem(
                 "warning",
                 "length vs duration",
-                f"{where} has {T} steps covering {covered:.1f} s at {rec.fps:g} fps, but the video lasts "
+                f"{where} has {counted(T, 'step')} covering {covered:.1f} s at {rec.fps:g} fps, but the video lasts "
                 f"{rec.duration:.1f} s (expected about {expected} steps = (duration x fps - num_frames) / feat_stride "
                 f"+ 1); check fps, feat_stride and num_frames",
                 rec.video_id,
@@ -94,7 +95,7 @@ def check_video(store: FeatureStore, rec: VideoRecord, min_length: int, reason: 
             Problem(
                 "warning",
                 "actions after the features",
-                f"{where}: {beyond} actions start after its {steps} steps end",
+                f"{where}: {counted(beyond, 'action starts', 'actions start')} after its {counted(steps, 'step')} end",
                 rec.video_id,
             )
         )
@@ -120,7 +121,7 @@ def annotation_problems(rec: VideoRecord, class_names: list[str] | None = None) 
             Problem(
                 "warning",
                 "duplicate annotations",
-                f"video {rec.video_id!r}: {duplicates.size} duplicate annotations, e.g. "
+                f"video {rec.video_id!r}: {counted(duplicates.size, 'duplicate annotation')}, e.g. "
                 f"{class_names[lab[i]] if class_names else f'label {lab[i]}'!r} "
                 f"{seg[i].tolist()} (ignored by the evaluation)",
                 rec.video_id,
@@ -253,8 +254,8 @@ def _training_checks(cfg: Config, splits: list[SplitReport]) -> None:
             Problem(
                 "warning",
                 "classes without training actions",
-                f"{len(untrained)} classes have no action in subset {train.subset!r} (the model never learns them), "
-                f"e.g. {untrained[:5]}",
+                f"{counted(len(untrained), 'class has', 'classes have')} no action in subset {train.subset!r} "
+                f"(the model never learns them), e.g. {untrained[:5]}",
             )
         )
 
@@ -403,10 +404,10 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
         )
     errors = report.errors
     if errors:
-        lines.append(f"\nresult: {len(errors)} errors: the dataset cannot be used as configured")
+        lines.append(f"\nresult: {counted(len(errors), 'error')}: the dataset cannot be used as configured")
     else:
         warned = sum(len(s.problems) for s in report.splits)
-        lines.append(f"\nresult: OK, the dataset can be trained on ({warned} warnings)")
+        lines.append(f"\nresult: OK, the dataset can be trained on ({counted(warned, 'warning')})")
     return "\n".join(lines)
 
 
@@ -429,7 +430,7 @@ def preflight(dataset: TALDataset, max_listed: int = 5) -> None:
         listed = "\n  ".join(p.message for p in errors[:max_listed])
         more = f"\n  ... and {len(errors) - max_listed} more" if len(errors) > max_listed else ""
         raise DataError(
-            f"{bad} of {len(dataset.videos)} videos of subset {subset!r} cannot be used:\n  {listed}"
+            f"{bad} of {counted(len(dataset.videos), 'video')} of subset {subset!r} cannot be used:\n  {listed}"
             f"{more}\n(`cltdr check CONFIG` reports every problem of the dataset)"
         )
     if warned:

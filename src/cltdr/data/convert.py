@@ -7,7 +7,8 @@ Formats (:data:`CONVERTERS`):
   annotations). ``hacs``: the HACS segments JSON, the same layout (subsets training / validation / testing).
 * ``epic-kitchens``: EPIC-Kitchens-100 CSVs (``EPIC_100_train.csv``, ``EPIC_100_validation.csv``: columns
   narration_id, participant_id, video_id, start_timestamp / stop_timestamp ``HH:MM:SS.ff``, verb, verb_class,
-  noun, noun_class, ...), for the ``verb``, ``noun`` or ``action`` (verb + noun pair) task.
+  noun, noun_class, ...), for the ``verb``, ``noun`` or ``action`` task; an action's label is ``"verb,noun"``
+  (e.g. ``"open,door"``), the labels `cltdr evaluate --dataset epic` reads.
 * ``multithumos``: a folder of per-class text files ``<class>.txt`` with lines ``video_id start end`` (seconds),
   and optionally ``class_list.txt`` (lines ``index name``) fixing the class order.
 
@@ -31,7 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cltdr.errors import DataError
+from cltdr.evaluation.epic import action_label
 from cltdr.utils.io import atomic_write_json, read_json
+from cltdr.utils.text import counted
 
 DEFAULT_MARGIN_S = 1.0  # a video without known duration lasts until its last action ends plus this
 EPIC_TASKS = ("verb", "noun", "action")
@@ -73,7 +76,7 @@ class Conversion:
         actions: Counter[str] = Counter()
         for v in self.database.values():
             actions[v["subset"]] += len(v["annotations"])
-        rows = [f"  {s}: {videos[s]} videos, {actions[s]} actions" for s in sorted(videos)]
+        rows = [f"  {s}: {counted(videos[s], 'video')}, {counted(actions[s], 'action')}" for s in sorted(videos)]
         return "\n".join(
             [
                 f"{self.format}: {len(self.database)} videos, {len(self.class_names)} classes",
@@ -284,6 +287,11 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
     names = {p: _epic_class_names([Path(c) for c in opts.classes], p, all_rows) for p in parts}
     builder = _Builder("epic-kitchens", tables[0][1], load_video_info(opts.video_info), opts)
     pairs: set[tuple[int, ...]] = set()
+
+    def label_of(ids: tuple[int, ...], where: str) -> str:
+        named = [names[p][cid] for p, cid in zip(parts, ids)]
+        return action_label(named[0], named[1], where) if opts.task == "action" else named[0]
+
     for subset, path, rows in tables:
         for i, row in enumerate(rows, start=2):
             where = f"{path}, line {i}"
@@ -293,7 +301,7 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
                     raise DataError(f"{where}: {p}_class {cid} is not in the {p} class list")
             pairs.add(ids)
             builder.video(row["video_id"], subset)
-            label = " ".join(names[p][cid] for p, cid in zip(parts, ids))
+            label = label_of(ids, where)
             builder.action(
                 row["video_id"],
                 label,
@@ -301,7 +309,7 @@ def convert_epic_kitchens(inputs: Sequence[Path], opts: ConvertOptions) -> Conve
                 _timestamp(row["stop_timestamp"], where),
             )
     if opts.task == "action":  # classes: the verb-noun pairs that occur, in (verb id, noun id) order
-        order = [" ".join(names[p][cid] for p, cid in zip(parts, ids)) for ids in sorted(pairs)]
+        order = [label_of(ids, "epic-kitchens class names") for ids in sorted(pairs)]
     else:  # every class of the class list, in id order (classes without actions included)
         order = [names[opts.task][cid] for cid in sorted(names[opts.task])]
     if len(set(order)) != len(order):

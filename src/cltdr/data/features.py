@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from cltdr.data.grid import FeatureGrid
 from cltdr.errors import DataError
+from cltdr.utils.text import counted
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 LAYOUTS = ("TC", "CT")
@@ -215,7 +216,7 @@ def _concat(parts: list[np.ndarray], names: list[str], where: str) -> np.ndarray
         return parts[0]
     lengths = [p.shape[0] for p in parts]
     if len(set(lengths)) != 1:
-        shown = ", ".join(f"{n}: {t} steps" for n, t in zip(names, lengths))
+        shown = ", ".join(f"{n}: {counted(t, 'step')}" for n, t in zip(names, lengths))
         raise FeatureError("wrong shape", f"{where}: the parts to concatenate have different lengths ({shown})")
     return np.concatenate([np.asarray(p) for p in parts], axis=1)
 
@@ -241,7 +242,7 @@ def _check_values(feats: np.ndarray, input_dim: int, where: str, first_step: int
         t, c = np.argwhere(bad)[0]
         raise FeatureError(
             "non-finite values",
-            f"{where}: {int(bad.sum())} NaN or inf values (after conversion to float32), the first at step "
+            f"{where}: {counted(int(bad.sum()), 'NaN or inf value')} (after conversion to float32), the first at step "
             f"{first_step + t}, channel {c}",
         )
     return feats
@@ -250,7 +251,9 @@ def _check_values(feats: np.ndarray, input_dim: int, where: str, first_step: int
 def check_length(num_steps: int, min_length: int, reason: str | None, where: str) -> None:
     if num_steps < min_length:
         raise FeatureError(
-            "too short", f"{where} has {num_steps} steps; {reason or 'the model'} needs at least {min_length} steps"
+            "too short",
+            f"{where} has {counted(num_steps, 'step')}; {reason or 'the model'} needs at least "
+            f"{counted(min_length, 'step')}",
         )
 
 
@@ -378,7 +381,7 @@ def open_features(
         opened.append(_open_source(Path(path), key, video_id, keys, layout, part_where))
     lengths = [T for T, _, _ in opened]
     if len(set(lengths)) != 1:
-        shown = ", ".join(f"{p}: {T} steps" for (p, _), T in zip(locations, lengths))
+        shown = ", ".join(f"{p}: {counted(T, 'step')}" for (p, _), T in zip(locations, lengths))
         raise FeatureError("wrong shape", f"{where}: the parts to concatenate have different lengths ({shown})")
     channels = sum(C for _, C, _ in opened)
     if len(opened) > 1 and channels != input_dim:

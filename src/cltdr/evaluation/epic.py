@@ -16,11 +16,20 @@ from cltdr.evaluation.inputs import database_of, results_of
 from cltdr.evaluation.map import MapResult, evaluate_map
 
 TASKS = ("verb", "noun", "action")
+SEPARATOR = ","  # between the verb and the noun of an action label (`cltdr convert epic-kitchens --task action`)
+
+
+def action_label(verb: str, noun: str, where: str = "action label") -> str:
+    """``"verb,noun"``: the one spelling of an action label, as the converter writes it and this module reads it."""
+    for part in (verb, noun):
+        if SEPARATOR in part or not part.strip():
+            raise DataError(f"{where}: {part!r} cannot be part of a 'verb,noun' label (empty, or holds a comma)")
+    return f"{verb.strip()}{SEPARATOR}{noun.strip()}"
 
 
 def split_label(label: object, where: str) -> tuple[str, str]:
     """``"verb,noun"`` -> (verb, noun), spaces around the parts removed."""
-    parts = label.split(",") if isinstance(label, str) else []
+    parts = label.split(SEPARATOR) if isinstance(label, str) else []
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise DataError(
             f"{where}: label {label!r} is not 'verb,noun' (EPIC-Kitchens labels join the verb and "
@@ -31,7 +40,7 @@ def split_label(label: object, where: str) -> tuple[str, str]:
 
 def _relabel(label: object, task: str, where: str) -> str:
     verb, noun = split_label(label, where)
-    return {"verb": verb, "noun": noun, "action": f"{verb},{noun}"}[task]
+    return {"verb": verb, "noun": noun, "action": action_label(verb, noun)}[task]
 
 
 def task_ground_truth(ground_truth: Mapping, task: str) -> dict:

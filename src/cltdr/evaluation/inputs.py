@@ -7,12 +7,15 @@ Every problem a user can cause raises :class:`~cltdr.errors.DataError` naming th
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeGuard
 
 import numpy as np
 
 from cltdr.errors import DataError
+from cltdr.utils.text import counted
 
 MIN_SEGMENT_S = 1e-3  # ground-truth segments shorter than this are dropped
 DUPLICATE_TOL_S = 1e-3  # same label and both boundaries this close to a kept segment: duplicate, dropped
@@ -221,8 +224,50 @@ def database_of(obj: Mapping) -> Mapping:
 
 
 def results_of(obj: Mapping, source: str) -> Mapping:
-    """The ``results`` mapping of a result object (or the object itself)."""
+    """The ``results`` mapping of a result object (or the object itself); an annotation file (a ``database``
+    and no ``results``) is an error saying so."""
+    if isinstance(obj, Mapping) and "results" not in obj and isinstance(obj.get("database"), Mapping):
+        raise DataError(
+            f"{source} is an annotation file (it has a 'database' and no 'results'), not predictions: pass it "
+            "as the ground truth (--gt), and as predictions a result file {'results': {video: [detections]}} "
+            "(e.g. the predictions.json of `cltdr test`)"
+        )
     return _unwrap(obj, "results", source)
+
+
+def check_prediction_videos(ground_truth: Mapping, predictions: Mapping, subset: str, source: str) -> list[str]:
+    """The videos of ``predictions`` that are not in ``subset`` of ``ground_truth``: their detections are false
+    positives (as in the ActivityNet evaluation code), and a warning gives their count and a few ids; none of them
+    in the subset is a :class:`DataError` (another subset's predictions?).
+    A subset without videos is left to the evaluation to report."""
+    wanted = subset_videos(ground_truth, subset)
+    results = results_of(predictions, source)
+    if not wanted:
+        return []
+    if not results:
+        raise DataError(f"{source} holds no video: nothing to evaluate on subset {subset!r}")
+    outside = [v for v in results if v not in wanted]
+    if not outside:
+        return outside
+    database = database_of(ground_truth)
+    where = Counter(str(database[v].get("subset")) if isinstance(database.get(v), dict) else None for v in outside)
+    found = ", ".join(
+        f"{n} in subset {name!r}" if name is not None else f"{n} not in the ground truth"
+        for name, n in where.most_common()
+    )
+    example = ", ".join(repr(v) for v in outside[:3]) + (", ..." if len(outside) > 3 else "")
+    if len(outside) == len(results):
+        raise DataError(
+            f"{source}: none of its {len(results)} videos is in subset {subset!r} of the ground truth ({found}; "
+            f"e.g. {example}): evaluate the subset the predictions were made for (--subset)"
+        )
+    warnings.warn(
+        f"{source}: {len(outside)} of its {counted(len(results), 'video')} {'is' if len(outside) == 1 else 'are'} "
+        f"not in subset {subset!r} of the ground truth "
+        f"({found}; e.g. {example}): their detections count as false positives and lower the mAP, as in the "
+        "ActivityNet evaluation; leave them out or check --subset"
+    )
+    return outside
 
 
 def _parse_annotation(ann: Any, where: str) -> tuple[float, float, str]:

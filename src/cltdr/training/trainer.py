@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import random
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +18,38 @@ import torch
 from tqdm import tqdm
 
 from cltdr.config import Config
-from cltdr.data.build import class_names, load_split, make_dataset, make_loader, resolve_paths
+from cltdr.data.build import (
+    check_data_paths,
+    class_names,
+    load_split,
+    make_dataset,
+    make_loader,
+    relative_note,
+    resolve_paths,
+)
 from cltdr.data.check import preflight
-from cltdr.errors import CltdrError
+from cltdr.errors import CltdrError, DataError
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import build_detector
-from cltdr.runs import RunDir, check_compatible, load_checkpoint, run_config, save_checkpoint, select_device
+from cltdr.runs import (
+    RunDir,
+    check_compatible,
+    load_resumable,
+    lookup_key,
+    run_config,
+    save_checkpoint,
+    save_last,
+    select_device,
+)
 from cltdr.training.ema import ModelEMA
 from cltdr.training.logger import RunLogger
 from cltdr.training.schedule import warmup_cosine
-from cltdr.utils.io import atomic_write_text
+from cltdr.utils.io import atomic_write_text, remove_stale_temporaries
+from cltdr.utils.text import duration
+
+# Keys that fix the learning-rate schedule: a resumed run must keep them (its optimiser and scheduler state were
+# stepped along that schedule; LambdaLR even restores the old peak lr from its state).
+SCHEDULE_KEYS = ("train.epochs", "train.warmup_epochs", "train.batch_size", "train.lr")
 
 
 def seed_everything(seed: int) -> None:
@@ -44,6 +68,22 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def check_same_schedule(saved: dict, config: dict, source: str | Path, run_root: Path) -> None:
+    """Raise naming every :data:`SCHEDULE_KEYS` key whose value differs between a run's saved config (from
+    ``source``) and the config it is resumed with."""
+    pairs = [(key, lookup_key(saved, key), lookup_key(config, key)) for key in SCHEDULE_KEYS]
+    diffs = [(key, old, new) for key, old, new in pairs if old not in (None, {}) and old != new]
+    if not diffs:
+        return
+    lines = "\n".join(f"  {key}: the run has {old!r} ({source}), the config has {new!r}" for key, old, new in diffs)
+    keep = " ".join(f"{key}={old}" for key, old, _ in diffs)
+    raise CltdrError(
+        f"--resume cannot change the learning-rate schedule of the run in {run_root}:\n{lines}\n"
+        f"resume with the run's values (drop the change, or --set {keep}), or train a new run with another "
+        "--out (a resumed run continues the schedule it started with; extending it is not supported)"
+    )
+
+
 def _rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -60,27 +100,38 @@ def _set_rng_state(state: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
+    """``config_file``: where ``cfg`` was read from, named in errors about its relative paths."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        config_file: str | Path | None = None,
+    ):
         self.run = RunDir(run_dir)
         self.progress = progress
-        last = self.run.last
-        cfg = resolve_paths(cfg)
-        if last.exists() and not resume:
+        if self.run.trained and not resume:
             raise CltdrError(
                 f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
             )
-        if resume and not last.exists():
-            raise CltdrError(f"nothing to resume in {self.run.root}: {last} does not exist")
+        check_data_paths(cfg, config_file)  # a missing folder once, not once per video
+        relative = relative_note(cfg)
+        cfg = resolve_paths(cfg)
         self.cfg = cfg
         self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
-
-        self.train_split = load_split(cfg, cfg.dataset.train_subset)
-        self.class_names = class_names(cfg)
-        self.train_set = make_dataset(cfg, self.train_split, training=True)
-        preflight(self.train_set)  # fail before the first epoch, not in the middle of one
-        if cfg.dataset.val_subset:
-            preflight(make_dataset(cfg, load_split(cfg, cfg.dataset.val_subset), training=False))
+        try:
+            self.train_split = load_split(cfg, cfg.dataset.train_subset)
+            self.class_names = class_names(cfg)
+            self.train_set = make_dataset(cfg, self.train_split, training=True)
+            self._preflight()
+        except DataError as e:
+            if not relative:
+                raise
+            raise DataError(f"{e}\n({relative})") from None
         self.model = build_detector(cfg, len(self.class_names)).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr)
@@ -97,9 +148,27 @@ class Trainer:
         self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup) if t.ema_decay else None
         self.epoch = 0
         self.best: dict | None = None
+        self.resumed = resume
         if resume:
-            self._load(last)
+            state, path, passed_over = load_resumable(self.run, map_location=self.device)
+            if passed_over:
+                warnings.warn(f"{passed_over}; resuming from {path}, the checkpoint of the epoch before")
+            self._load(state, path)
+            print(f"resumed at epoch {self.epoch}, step {self.step} ({path})", flush=True)
+        for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
+            remove_stale_temporaries(folder)
         atomic_write_text(self.run.config, cfg.to_yaml())
+
+    def _preflight(self) -> None:
+        """Check every video of the training, validation and test subsets before the first epoch (a NaN in a test
+        file is found now, not after hours of training)."""
+        d = self.cfg.dataset
+        preflight(self.train_set)
+        checked = {d.train_subset.lower()}
+        for subset in (d.val_subset, d.test_subset):
+            if subset is not None and subset.lower() not in checked:  # subset names are case-insensitive
+                checked.add(subset.lower())
+                preflight(make_dataset(self.cfg, load_split(self.cfg, subset), training=False))
 
     # --------------------------------------------------------------------------------------- state
     def _state(self) -> dict:
@@ -115,11 +184,27 @@ class Trainer:
             "best": self.best,
         }
 
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken: those of the completed epochs."""
+        return self.epoch * self.iters_per_epoch
+
+    def _load(self, state: dict, path: Path) -> None:
         saved = run_config(self.run.root).model_dump(mode="json")
-        check_compatible(saved, self.cfg.model_dump(mode="json"), self.run.config)
-        check_compatible(state["config"], self.cfg.model_dump(mode="json"), path)
+        config = self.cfg.model_dump(mode="json")
+        check_compatible(saved, config, self.run.config)
+        check_compatible(state["config"], config, path)
+        check_same_schedule(saved, config, self.run.config, self.run.root)
+        check_same_schedule(state["config"], config, path, self.run.root)
+        steps, epoch = state["scheduler"]["last_epoch"], state["epoch"]
+        if steps != epoch * self.iters_per_epoch:
+            raise CltdrError(
+                f"--resume: checkpoint {path} took {steps} optimiser steps in {epoch} epochs, but subset "
+                f"{self.cfg.dataset.train_subset!r} now has {len(self.train_set)} videos, "
+                f"{self.iters_per_epoch} batches of {self.cfg.train.batch_size} an epoch: the learning-rate "
+                "schedule would change; resume with the training videos the run started with, or train a new "
+                "run with another --out"
+            )
         self.model.load_state_dict(state["model"])
         if self.ema and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
@@ -172,11 +257,13 @@ class Trainer:
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
     def fit(self) -> Path:
-        logger = RunLogger(self.run)
+        logger = RunLogger(self.run, resume=(self.epoch, self.step) if self.resumed else None)
         last = self.run.last
         val = self.cfg.dataset.val_subset
+        seconds: list[float] = []  # of each epoch of this session, validation included
         try:
             while self.epoch < self.total_epochs:
+                start = time.perf_counter()
                 means = self.train_epoch(logger)
                 self.epoch += 1
                 summary = {f"epoch_{k}": v for k, v in means.items()}
@@ -186,14 +273,26 @@ class Trainer:
                 if val and (self.best is None or summary["val_average_mAP"] > self.best["average_mAP"]):
                     self.best = {"epoch": self.epoch, "average_mAP": summary["val_average_mAP"]}
                     save_checkpoint(self.run.best, self._state())
-                save_checkpoint(last, self._state())
+                save_last(self.run, self._state())
+                seconds.append(time.perf_counter() - start)
                 if self.progress:
-                    shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
-                    tqdm.write(f"epoch {self.epoch}/{self.total_epochs}: {shown}")
+                    tqdm.write(self._epoch_line(summary, seconds))
         finally:
             logger.close()
         return last
 
+    def _epoch_line(self, summary: dict[str, float], seconds: list[float]) -> str:
+        """The epoch's line: its last learning rate, its time, the time left (at this session's mean epoch time),
+        then its means and validation mAP."""
+        eta = sum(seconds) / len(seconds) * (self.total_epochs - self.epoch)
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in summary.items())
+        return (
+            f"epoch {self.epoch}/{self.total_epochs}: lr {self.scheduler.get_last_lr()[0]:.3g}, "
+            f"{duration(seconds[-1])}, ETA {duration(eta)}; {shown}"
+        )
+
     def validate(self, subset: str) -> float:
-        result = evaluate_split(self.cfg, self.eval_model, subset, self.class_names, self.device, progress=False)
+        result = evaluate_split(
+            self.cfg, self.eval_model, subset, self.class_names, self.device, progress=self.progress
+        )
         return result.metrics.average_mAP

@@ -13,11 +13,17 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# The temporary file of atomic_write(path) is .<name>.<random>.tmp beside path; a process killed while writing
+# leaves it behind (remove_stale_temporaries cleans a folder of them).
+TEMPORARY_SUFFIX = ".tmp"
+TEMPORARY_GLOB = f".?*.*{TEMPORARY_SUFFIX}"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
@@ -30,6 +36,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` calls killed mid-write left in ``folder`` (call it
+    only where no other process is writing); the paths removed."""
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(TEMPORARY_GLOB) if p.is_file()) if folder.is_dir() else []
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
