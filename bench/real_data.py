@@ -150,6 +150,9 @@ def main() -> int:
     p.add_argument(
         "--set", nargs="*", default=[], metavar="NAME:KEY=VALUE", help="extra variants: NAME:key=value,key=value"
     )
+    p.add_argument(
+        "--recipe", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the recipe, for every variant"
+    )
     p.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4])
     p.add_argument("--seeds", nargs="+", type=int, default=[2024, 2025, 2026])
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
@@ -160,19 +163,21 @@ def main() -> int:
         variants[name] = {k: parse_value(v) for k, _, v in (kv.partition("=") for kv in body.split(","))}
         if name not in args.variants:
             args.variants.append(name)
+    recipe = {k: parse_value(v) for k, _, v in (kv.partition("=") for kv in args.recipe)}
     unknown = [v for v in args.variants if v not in variants]
     if unknown:
         p.error(f"unknown variants {unknown}; expected among {list(variants)} or --set NAME:...")
     cltdr = str(Path(sys.executable).with_name("cltdr"))
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for v in args.variants:
+    # seeds outermost, variants innermost: an interrupted sweep leaves every variant measured on the same runs
+    for k in args.seeds:
         for s in args.splits:
-            for k in args.seeds:
+            for v in args.variants:
                 run = args.out / v / f"split{s}" / f"seed-{k}"
                 run.parent.mkdir(parents=True, exist_ok=True)
                 config = run.parent / f"seed-{k}.yaml"
-                write_config(config, args.data / f"split{s}", variants[v], k)
+                write_config(config, args.data / f"split{s}", {**recipe, **variants[v]}, k)
                 jobs.append(((v, s, k), run, config, run.parent / f"seed-{k}.log"))
     results: dict = {}
 

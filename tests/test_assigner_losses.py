@@ -233,3 +233,42 @@ def test_binary_classification_target_weighted_by_iou():
     dist.requires_grad_()
     again = det._loss_terms(log_p, dist, Targets(cls, reg), valid, det.loss_normalizer)
     assert not again["cls_loss"].requires_grad  # the IoU weight is detached: no gradient reaches the distances
+
+
+def test_coarse_classification_focal_loss():
+    """loss.coarse_cls 'focal': the coarse term is alpha_t (1 - p_t)^gamma BCE against the binary labels over
+    valid points, whatever the predicted boundaries; the refined term keeps the varifocal loss."""
+    from cltdr.model.assigner import Targets
+
+    det = Detector(
+        encoder=torch.nn.Identity(),
+        decoder=torch.nn.Identity(),
+        num_classes=2,
+        level_ranges=[(0, math.inf)],
+        loss=LossConfig(coarse_cls="focal", focal_alpha=0.25, focal_gamma=2.0, normalizer_init=4.0),
+    )
+    P, K = 5, 2
+    torch.manual_seed(1)
+    logits = torch.randn(1, P, K) * 2
+    dist = torch.rand(1, P, K, 2) * 3 + 0.1
+    cls = torch.zeros(1, P, K)
+    cls[0, 1, 0] = cls[0, 3, 1] = 1
+    reg = torch.zeros(1, P, K, 2)
+    reg[0, 1, 0] = torch.tensor([1.0, 2.0])
+    reg[0, 3, 1] = torch.tensor([0.5, 0.5])
+    valid = torch.tensor([[True, True, True, True, False]])
+    tgt = Targets(cls, reg)
+    out = det._loss_terms(torch.nn.functional.logsigmoid(logits), dist, tgt, valid, det.loss_normalizer, logits)
+    ref = 0.0
+    for t in range(4):
+        for k in range(K):
+            p = 1 / (1 + math.exp(-float(logits[0, t, k])))
+            if cls[0, t, k] > 0:
+                ref += -0.25 * (1 - p) ** 2 * math.log(p)
+            else:
+                ref += -0.75 * p**2 * math.log(1 - p)
+    assert abs(float(out["cls_loss"]) - ref / 4.0) < 1e-5
+    assert abs(float(out["reg_loss"]) - float(iou_loss(dist[cls > 0], reg[cls > 0]).sum()) / 4.0) < 1e-5
+    # the boundaries do not change the focal term
+    moved = det._loss_terms(torch.nn.functional.logsigmoid(logits), dist * 2, tgt, valid, det.loss_normalizer, logits)
+    assert float(moved["cls_loss"]) == float(out["cls_loss"])

@@ -222,12 +222,23 @@ def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path)
 
     data = config_from_dict(BASE).model_dump(mode="json")
     for key in RUN_KEYS_BEFORE:
-        del data["model"]["cltdr"][key.split(".")[-1]]
+        section, _, name = key.rpartition(".")
+        node = data
+        for part in section.split("."):
+            node = node[part]
+        del node[name]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     cfg = run_config(tmp_path)
     assert cfg.model.cltdr.depthwise is False and cfg.model.cltdr.shared_refine is False
     assert cfg.model.cltdr.offset_init == "default" and cfg.model.cltdr.clamp_refined is False
+    assert cfg.loss.coarse_cls == "varifocal"  # resumed, it keeps training with its own loss
     assert config_from_dict(BASE).model.cltdr.depthwise is True  # today's default differs
+    assert config_from_dict(BASE).loss.coarse_cls == "focal"
+    # another decoder's run gets the loss key but no model.cltdr section
+    data["model"]["decoder"] = "trident"
+    del data["model"]["cltdr"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert run_config(tmp_path).loss.coarse_cls == "varifocal"
 
 
 def test_an_unknown_device_is_a_config_error():

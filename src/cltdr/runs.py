@@ -35,9 +35,11 @@ from cltdr.utils.io import atomic_write
 CHECKPOINT_FORMAT = "cltdr-checkpoint-v1"
 # Keys whose change makes a checkpoint's weights meaningless for a config (the architecture and its inputs).
 ARCHITECTURE_KEYS = ("model", "dataset.input_dim", "dataset.class_names")
-# Model keys added after runs were first saved, with the value that rebuilds what such a run trained (the
-# default for new runs may differ): a run's config.yaml without the key gets this value, so old runs still load.
+# Keys added after runs were first saved, with the value that rebuilds (model) or continues (loss) what such a
+# run trained (the default for new runs may differ): a run's config.yaml without the key gets this value, so old
+# runs still load and resume as they trained. The model.cltdr keys apply to runs of the cltdr decoder only.
 RUN_KEYS_BEFORE = {
+    "loss.coarse_cls": "varifocal",
     "model.cltdr.offset_init": "default",
     "model.cltdr.clamp_refined": False,
     "model.cltdr.depthwise": False,
@@ -195,12 +197,12 @@ def run_config(run_dir: str | Path) -> Config:
     if not run.config.is_file():
         raise CltdrError(f"{run.root} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
     data = yaml.safe_load(run.config.read_text())
-    if (
-        isinstance(data, dict)
-        and isinstance(data.get("model"), dict)
-        and data["model"].get("decoder", "cltdr") == "cltdr"
-    ):
+    if isinstance(data, dict):
+        model = data.get("model")
+        cltdr_decoder = isinstance(model, dict) and model.get("decoder", "cltdr") == "cltdr"
         for key, value in RUN_KEYS_BEFORE.items():
+            if key.startswith("model.cltdr.") and not cltdr_decoder:
+                continue
             node = data
             *parents, last = key.split(".")
             for part in parents:

@@ -192,6 +192,15 @@ class GMGOptions(_Section):
     )
     gate: bool = Field(True, description="The ReLU gates of eq. 4 (Table 7).")
     num_heads: int = Field(4, ge=1, description="Heads of the self-attention global branch (global: attention).")
+    filter_init_std: Optional[float] = Field(
+        0.02,
+        gt=0,
+        description="Std of the initial weights and biases of the FFT filter's two convs (None: PyTorch's default "
+        "conv init). The filter W is computed from the spectrum, so the global term grows with the square of the "
+        "input: with the default init each block multiplies the activations' scale by up to 10x at the start and "
+        "training is slow and seed-dependent; started small, as GFNet and the released code start their filters, "
+        "the global branch begins near zero and the blocks near the identity.",
+    )
 
     @model_validator(mode="after")
     def _check_branches(self):
@@ -426,6 +435,16 @@ class LossConfig(_Section):
         "of its predicted segment) or 'binary' (the released code: 1, the loss weighted by tIoU^iou_weight_power).",
     )
     iou_weight_power: float = Field(0.2, ge=0, description="Exponent of the tIoU weight of cls_target 'binary'.")
+    coarse_cls: Literal["focal", "varifocal"] = Field(
+        "focal",
+        description="Loss of the coarse (pre-refinement) classification, which the released code supervises "
+        "beside the refined one (the paper describes the refined loss only): 'focal' (the released code, "
+        "ActionFormer, TriDet: focal loss against the binary labels, so classification learns before the "
+        "boundaries are good) or 'varifocal' (the refined loss, cls_target and all). Also the loss of "
+        "decoders without refinement.",
+    )
+    focal_alpha: float = Field(0.25, description="Focal-loss weight of positives (negatives: 1 - this; < 0: none).")
+    focal_gamma: float = Field(2.0, ge=0, description="Focal-loss focusing exponent.")
     refined_weight: float = Field(
         0.7, ge=0, le=1, description="Weight of the refined outputs' loss; the coarse ones get 1 - this."
     )

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from cltdr.config import LossConfig, pyramid_divisor
 from cltdr.model.assigner import Targets, assign
-from cltdr.model.losses import distance_iou, iou_loss, varifocal_loss
+from cltdr.model.losses import distance_iou, iou_loss, sigmoid_focal_loss, varifocal_loss
 from cltdr.model.outputs import LevelOutputs, Outputs, Refinement, VideoPrediction, make_points, split_videos
 
 
@@ -108,29 +108,46 @@ class Detector(nn.Module):
             )
         # In evaluation before any training step the normaliser is still unset: this batch's count stands in.
         normalizer = torch.where(self.loss_normalizer > 0, self.loss_normalizer, num_pos.clamp(min=1).float())
+        focal = self.loss_opts.coarse_cls == "focal"
+        coarse = self._loss_terms(
+            F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask, normalizer, out.cls_logits if focal else None
+        )
         if out.refined:
             w = self.loss_opts.refined_weight
             refined = self._loss_terms(out.refined_log_prob, out.refined_distances, tgt, out.mask, normalizer)
-            coarse = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask, normalizer)
             losses = {k: w * refined[k] + (1 - w) * coarse[k] for k in refined}
         else:
-            losses = self._loss_terms(F.logsigmoid(out.cls_logits), out.distances, tgt, out.mask, normalizer)
+            losses = coarse
         losses["loss"] = losses["cls_loss"] + losses["reg_loss"]
         losses["num_pos"] = num_pos.detach().float()
         return losses
 
     def _loss_terms(
-        self, log_p: Tensor, dist: Tensor, tgt: Targets, valid: Tensor, normalizer: Tensor
+        self,
+        log_p: Tensor,
+        dist: Tensor,
+        tgt: Targets,
+        valid: Tensor,
+        normalizer: Tensor,
+        focal_logits: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """VFL over valid points and IoU loss over positive (point, class) pairs.
 
         log_p (B, P, K), dist (B, P, K, 2), valid (B, P). ``cls_target`` 'iou': each positive pair's VFL target
         is the tIoU of the segment predicted for that class with the action it regresses; 'binary': the target is
         1 and the pair's loss is weighted by tIoU^iou_weight_power (released code), so classification learns at
-        full strength before the boundaries are good.
+        full strength before the boundaries are good. ``focal_logits`` (B, P, K): the classification term is
+        the focal loss of these logits against the binary labels instead (``loss.coarse_cls: focal``).
         """
         o = self.loss_opts
         pairs = (tgt.cls > 0) & valid[..., None]  # (B, P, K)
+        if focal_logits is not None:
+            focal = sigmoid_focal_loss(focal_logits, tgt.cls, o.focal_alpha, o.focal_gamma).sum(-1) * valid
+            reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)
+            if o.normalizer == "paper":
+                n_pos = pairs.any(-1).sum().clamp(min=1)
+                return {"cls_loss": focal.sum() / n_pos, "reg_loss": reg.sum() / n_pos}
+            return {"cls_loss": focal.sum() / normalizer, "reg_loss": reg.sum() / normalizer}
         iou = distance_iou(dist[pairs], tgt.reg[pairs]).detach()  # (M,) over the M positive pairs
         q = torch.zeros_like(log_p)
         q[pairs] = iou if o.cls_target == "iou" else torch.ones_like(iou)

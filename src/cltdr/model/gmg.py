@@ -33,10 +33,13 @@ class GlobalFilter(nn.Module):
     those graphs can hold for any length and mask.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3):
+    def __init__(self, dim: int, kernel_size: int = 3, init_std: float | None = None):
         super().__init__()
         self.conv1 = nn.Conv1d(2 * dim, 2 * dim, kernel_size, padding=kernel_size // 2, groups=2 * dim)
         self.conv2 = nn.Conv1d(2 * dim, 2 * dim, kernel_size, padding=kernel_size // 2, groups=2 * dim)
+        if init_std is not None:  # GMGOptions.filter_init_std says why
+            for p in (*self.conv1.parameters(), *self.conv2.parameters()):
+                nn.init.normal_(p, 0.0, init_std)
         self.gap = kernel_size // 2
 
     def filters(self, specs: list[Tensor]) -> list[Tensor]:
@@ -109,7 +112,7 @@ class GMGMixer(nn.Module):
         self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim) if options.local else None
         self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
         if options.global_ == "fft":
-            self.global_filter = GlobalFilter(dim, kernel_size)
+            self.global_filter = GlobalFilter(dim, kernel_size, options.filter_init_std)
         elif options.global_ == "attention":
             self.global_filter = MaskedMultiHeadAttention(dim, options.num_heads)
 

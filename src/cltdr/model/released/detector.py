@@ -80,7 +80,7 @@ class ReleasedDetector(Detector):
         Refined: varifocal loss (alpha, gamma: ``loss.vfl_*``) on sigmoid(z_a * z_co) against the binary target
         (label-smoothed), positive pairs weighted by tIoU^``iou_weight_power``, a weight that is not detached,
         so the boundaries train through it too (``loss.cls_target: iou``: the detached tIoU as target
-        instead), + the IoU loss of the refined boundaries. Coarse: focal loss (same alpha, gamma) on the coarse
+        instead), + the IoU loss of the refined boundaries. Coarse: focal loss (``loss.focal_*``) on the coarse
         score + the IoU loss of the coarse boundaries. The running positive count is updated once before each
         of the two, as the released code does.
         """
@@ -114,7 +114,7 @@ class ReleasedDetector(Detector):
             weight[pairs] = iou.clamp(min=0) ** o.iou_weight_power
             vfl = vfl * weight
         reg_c = reg_loss(out.distances)[0]
-        focal = sigmoid_focal_loss(out.cls_logits, target, o.vfl_alpha, o.vfl_gamma)
+        focal = sigmoid_focal_loss(out.cls_logits, target, o.focal_alpha, o.focal_gamma)
         refined = {"cls_loss": (vfl * valid[..., None]).sum() / norms[0], "reg_loss": reg_r.sum() / norms[0]}
         coarse = {"cls_loss": (focal * valid[..., None]).sum() / norms[1], "reg_loss": reg_c.sum() / norms[1]}
         w = o.refined_weight
