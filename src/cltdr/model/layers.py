@@ -131,7 +131,10 @@ class ConvTower(nn.Module):
         mask); the released code leaves them unmasked inside its padded canvas (``cltdr.model.released``)."""
         m = (mask if extent is None else extent).unsqueeze(1).to(x.dtype)
         for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x, mask)[0])) * m
+            # Within the mask the conv's own masking is redundant (the LayerNorm is per step and the product with
+            # m re-zeroes padded steps): skip it. Inside a wider extent it is the released code's behaviour.
+            y = nn.Conv1d.forward(conv, x) if extent is None else conv(x, mask)[0]
+            x = F.relu(norm(y)) * m
         return x
 
     def forward(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
