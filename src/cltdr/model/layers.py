@@ -8,7 +8,7 @@ depends on its batch's padding.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,10 @@ class MaskedConv1d(nn.Conv1d):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]  # takes the mask
         out_mask = downsample_mask(mask, self.stride[0])
         return super().forward(x) * out_mask.unsqueeze(1).to(x.dtype), out_mask
+
+    def unmasked(self, x: Tensor) -> Tensor:
+        """The conv alone, padded steps not zeroed: for a caller that zeroes them itself."""
+        return super().forward(x)
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -133,7 +137,7 @@ class ConvTower(nn.Module):
         for conv, norm in zip(self.convs, self.norms):
             # Within the mask the conv's own masking is redundant (the LayerNorm is per step and the product with
             # m re-zeroes padded steps): skip it. Inside a wider extent it is the released code's behaviour.
-            y = nn.Conv1d.forward(conv, x) if extent is None else conv(x, mask)[0]
+            y = cast(MaskedConv1d, conv).unmasked(x) if extent is None else conv(x, mask)[0]
             x = F.relu(norm(y)) * m
         return x
 
