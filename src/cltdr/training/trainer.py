@@ -20,6 +20,7 @@ import random
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ def _set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 # The loss normaliser is kept alike in every process by summed counts: not broadcast from the first before each
 # forward (torch >= 2.13 names the switch forward_sync_buffers, and deprecates broadcast_buffers).
-_NO_BUFFER_SYNC = (
+_NO_BUFFER_SYNC: dict[str, Any] = (
     {"forward_sync_buffers": False}
     if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
     else {"broadcast_buffers": False}
