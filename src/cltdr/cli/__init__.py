@@ -11,6 +11,8 @@ A new command goes into one of them (or a new module added to ``COMMANDS``) as `
 parser in that module's ``add_commands``; its logic lives below, in the package. User errors
 (:class:`~cltdr.errors.CltdrError`) print one clear message and exit with status 2; warnings print as one line
 ``cltdr <command>: warning: ...`` (no source path); an interrupted training run says how to resume it.
+Launched by torchrun (``torchrun --nproc_per_node N -m cltdr train|test ...``), a command leaves the process
+group it joined (``cltdr.utils.distributed``) when it ends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import warnings
 
 from cltdr.cli import ablate, checkpoint, data, evaluate, infer, train
 from cltdr.errors import CltdrError
+from cltdr.utils import distributed
 
 COMMANDS = (train, infer, data, evaluate, ablate, checkpoint)  # the modules of this package, in --help order
 
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; continue with `cltdr train ... --out {args.out} --resume`" if args.command == "train" else ""
         print(f"cltdr {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        distributed.stop()
     return 0
 
 

@@ -23,7 +23,10 @@ def cmd_test(args) -> None:
         weights=args.weights,
         preset=args.preset,
         progress=not args.quiet,
+        amp=args.amp,
     )
+    if not tested.written:  # torchrun: a process other than the first, which reports
+        return
     split = tested.split
     echo(f"subset '{tested.subset}': {len(split.results)} videos")
     echo(split.metrics.format_table())
@@ -44,6 +47,8 @@ def cmd_detect(args) -> None:
     localizer = Localizer.from_run(
         args.run_dir, checkpoint=args.checkpoint, device=args.device, preset=args.preset, weights=args.weights
     )
+    if args.amp:
+        localizer.config.test.amp = args.amp
     fps = args.fps if args.fps is not None else localizer.default_fps
     if fps is None:
         raise CltdrError("the run's config has no dataset.default_fps: pass --fps (frames per second of the videos)")
@@ -85,6 +90,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             choices=("benchmark", "deployment"),
             default=None,
             help="post-processing preset, replacing test.preset (keys the config sets still override)",
+        )
+        s.add_argument(
+            "--amp",
+            choices=("none", "bf16", "fp16"),
+            default=None,
+            help="mixed precision of the network, replacing test.amp (default: the run's, fp32 unless set)",
         )
     test, detect = sub.choices["test"], sub.choices["detect"]
     test.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory)")

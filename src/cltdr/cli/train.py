@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cltdr.cli.common import echo
 from cltdr.errors import CltdrError
+from cltdr.utils.distributed import launched
 
 DEMO_CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
@@ -35,6 +36,8 @@ def cmd_train(args) -> None:
     if args.seeds is None:
         trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet, config_file=args.config)
         last = trainer.fit()
+        if not trainer.proc.main:  # torchrun: the first process reports
+            return
         run = RunDir(args.out)
         if run.checkpoint() == run.best and trainer.best is not None:
             chosen = (
@@ -49,6 +52,8 @@ def cmd_train(args) -> None:
 
     if args.seeds < 1:
         raise CltdrError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
+    if launched().distributed:
+        raise CltdrError("--seeds runs in one process: train each seed with its own torchrun (--set train.seed=S)")
     s = train_seeds(cfg, args.out, args.seeds, resume=args.resume, progress=not args.quiet, echo=echo)
     cells = " | ".join(f"{k}: {format_mean_std(s['mAP'][k], s['mAP_std'][k])}" for k in s["mAP"])
     echo(

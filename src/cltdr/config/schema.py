@@ -469,7 +469,12 @@ class TrainConfig(_Section):
     warmup_epochs: int = Field(20, ge=0, description="Epochs of linear warm-up from 0 to lr.")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.035, ge=0, description="AdamW weight decay (not on norms and biases).")
-    batch_size: int = Field(2, ge=1, description="Videos per batch.")
+    batch_size: int = Field(
+        2,
+        ge=1,
+        description="Videos per batch and process: a run of N processes (torchrun) trains on global batches of "
+        "N x batch_size videos, ceil(videos / (N x batch_size)) steps an epoch.",
+    )
     clip_grad_norm: Optional[float] = Field(1.0, gt=0, description="Gradient clipping L2 norm (None: off).")
     ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="Model EMA decay (None: no EMA).")
     ema_warmup: bool = Field(
@@ -484,6 +489,12 @@ class TrainConfig(_Section):
         "auto", description="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."
     )
     log_every: int = Field(20, ge=1, description="Iterations between log lines.")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none",
+        description="Mixed precision of training: the network under autocast in bf16 or fp16 (fp16 with a "
+        "GradScaler, saved in checkpoints), the FFT branch and the losses in fp32; 'none': fp32 throughout. bf16 "
+        "also works on the CPU.",
+    )
 
 
 @dataclass(frozen=True)
@@ -595,6 +606,11 @@ class TestConfig(_Section):
     )
     tiou_thresholds: list[TIoU] = Field(
         [0.3, 0.4, 0.5, 0.6, 0.7], min_length=1, description="tIoU thresholds of the mAP."
+    )
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none",
+        description="Mixed precision of inference (validation, `cltdr test`, `detect`; --amp replaces it): the "
+        "network under autocast in bf16 or fp16, the FFT branch and post-processing in fp32; 'none': fp32.",
     )
 
     @model_validator(mode="after")

@@ -14,7 +14,9 @@ from cltdr.config import Config
 from cltdr.data.annotations import AnnotationSet, load_annotations, read_class_names
 from cltdr.data.dataset import TALDataset, make_collate
 from cltdr.data.features import HDF5_SUFFIXES, FeatureStore
+from cltdr.data.sampler import GlobalBatchSampler
 from cltdr.errors import DataError
+from cltdr.utils.distributed import Process
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic model, unless dataset.class_names names it
 
@@ -88,17 +90,35 @@ def make_dataset(cfg: Config, split: AnnotationSet, training: bool) -> TALDatase
     )
 
 
-def make_loader(cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0) -> DataLoader:
-    """Training loaders shuffle with a generator seeded by (seed, epoch), so a resumed epoch replays exactly."""
+def make_loader(
+    cfg: Config, dataset: TALDataset, training: bool, epoch: int = 0, proc: Process | None = None
+) -> DataLoader:
+    """Training loaders shuffle with a generator seeded by (seed, epoch), so a resumed epoch replays exactly.
+
+    ``proc``: a process of a distributed run (``cltdr.utils.distributed``) trains on its share of global batches of
+    ``train.batch_size`` x world size videos, drawn from the same generator (``cltdr.data.sampler``).
+    """
     generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
     dataset.set_epoch(epoch)
+    collate_fn = make_collate(cfg.divisor)
+    if training and proc is not None and proc.distributed:
+        sampler = GlobalBatchSampler(
+            len(dataset), cfg.train.batch_size, rank=proc.rank, world_size=proc.world_size, generator=generator
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            generator=generator,
+            collate_fn=collate_fn,
+            num_workers=cfg.train.num_workers,
+        )
     return DataLoader(
         dataset,
         batch_size=cfg.train.batch_size if training else 1,
         shuffle=training,
         drop_last=False,
         generator=generator,
-        collate_fn=make_collate(cfg.divisor),
+        collate_fn=collate_fn,
         num_workers=cfg.train.num_workers,
     )
 

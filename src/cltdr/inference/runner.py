@@ -26,7 +26,9 @@ from cltdr.inference.fusion import evaluation_ground_truth, fuse_detections, loa
 from cltdr.inference.postprocess import PostprocessOptions, to_results
 from cltdr.inference.windowed import detect_windows
 from cltdr.model.outputs import VideoPrediction
-from cltdr.runs import RunDir, load_trained_model
+from cltdr.runs import RunDir, load_trained_model, run_config, select_device
+from cltdr.utils.amp import autocast
+from cltdr.utils.distributed import Process, gather, shard, start
 from cltdr.utils.io import atomic_write_json, read_json
 
 
@@ -36,12 +38,14 @@ def postprocess_options(cfg: Config) -> PostprocessOptions:
 
 
 @torch.no_grad()
-def raw_predictions(model, feats: torch.Tensor, device) -> VideoPrediction:
-    """One video's features (C, T) -> the model's pre-NMS output on CPU (``Detector.predict``), for
-    post-processing or inspection."""
+def raw_predictions(model, feats: torch.Tensor, device, amp: str = "none") -> VideoPrediction:
+    """One video's features (C, T) -> the model's pre-NMS output on CPU in fp32 (``Detector.predict``), for
+    post-processing or inspection; ``amp``: the network under autocast ('bf16', 'fp16') or not ('none')."""
     model.eval()
     x, mask = pad_features([feats.to(device)], model.divisor)
-    return model.predict(x, mask)[0].cpu()
+    with autocast(torch.device(device), amp):
+        prediction = model.predict(x, mask)[0]
+    return prediction.cpu()
 
 
 @dataclass
@@ -87,14 +91,15 @@ def detect(
     *,
     window: tuple[int, int] | None = None,
     progress: bool = False,
+    amp: str = "none",
 ) -> list[dict]:
     """One video's features (C, T), or a reader of them, -> its result entries, sorted by score. ``window``:
     (window, overlap) in steps, for windowed inference of a video longer than the window (windowed.py); None:
-    the whole video at once."""
+    the whole video at once. ``amp``: see :func:`raw_predictions`."""
     reader = feats if isinstance(feats, FeatureReader) else FeatureReader.of_tensor(feats)
     w, overlap = window or (max(reader.num_steps, 1), 0)
     detections = detect_windows(
-        lambda start, stop: raw_predictions(model, reader.read(start, stop), device),
+        lambda start, stop: raw_predictions(model, reader.read(start, stop), device, amp),
         reader.num_steps,
         opts,
         window=w,
@@ -121,13 +126,24 @@ def predict_dataset(
     device,
     progress: bool = True,
     window: tuple[int, int] | None = None,
+    *,
+    amp: str = "none",
+    proc: Process | None = None,
 ) -> dict[str, list[dict]]:
-    """Every video of a test dataset -> its result entries; ``window``: see :func:`detect`."""
-    results = {}
-    for i in tqdm(range(len(dataset)), desc="inference", disable=not progress, leave=False, dynamic_ncols=True):
+    """Every video of a test dataset -> its result entries, in the dataset's order; ``window``, ``amp``: see
+    :func:`detect`. ``proc``: a process of a distributed run computes its share of the videos
+    (``cltdr.utils.distributed.shard``) and every process returns all of them, gathered (each video's entries
+    do not depend on which process computed them: the same as in one process)."""
+    proc = proc or Process()
+    shown = progress and proc.main
+    mine = {}
+    for i in tqdm(shard(len(dataset), proc), desc="inference", disable=not shown, leave=False, dynamic_ncols=True):
         video_id, reader, grid, duration = _test_input(dataset, i)
-        results[video_id] = detect(model, reader, grid, duration, opts, class_names, device, window=window)
-    return results
+        mine[video_id] = detect(model, reader, grid, duration, opts, class_names, device, window=window, amp=amp)
+    if not proc.distributed:
+        return mine
+    gathered = {k: v for part in gather(mine) for k, v in part.items()}
+    return {rec.video_id: gathered[rec.video_id] for rec in dataset.videos}
 
 
 @dataclass
@@ -143,12 +159,28 @@ class SplitResult:
 
 
 def evaluate_split(
-    cfg: Config, model, subset: str, class_names: list[str], device, progress: bool = True
+    cfg: Config,
+    model,
+    subset: str,
+    class_names: list[str],
+    device,
+    progress: bool = True,
+    proc: Process | None = None,
 ) -> SplitResult:
+    """The detections and mAP of ``subset`` (``test.amp``: the precision of the network); ``proc``: the videos
+    split over the processes of a distributed run (:func:`predict_dataset`), every process returning the whole."""
     split = load_split(cfg, subset)
     dataset = make_dataset(cfg, split, training=False)
     results = predict_dataset(
-        model, dataset, postprocess_options(cfg), class_names, device, progress, window=cfg.inference_window()
+        model,
+        dataset,
+        postprocess_options(cfg),
+        class_names,
+        device,
+        progress,
+        window=cfg.inference_window(),
+        amp=cfg.test.amp,
+        proc=proc,
     )
     gt = read_json(cfg.dataset.annotation_file, "annotation")
     metrics = evaluate_map(evaluation_ground_truth(cfg, gt), {"results": results}, subset, cfg.test.tiou_thresholds)
@@ -200,15 +232,23 @@ def test_run(
     weights: str = "ema",
     preset: str | None = None,
     progress: bool = True,
+    amp: str | None = None,
 ):
     """Load a run's evaluation model, evaluate it on ``subset`` (default: the test subset) and write the
-    outputs into ``out_dir`` (default: the run directory)."""
-    cfg, model, dev = load_trained_model(run_dir, checkpoint, device, weights)
+    outputs into ``out_dir`` (default: the run directory). ``amp`` replaces ``test.amp``.
+
+    Launched by torchrun, each process evaluates its share of the videos on its own device
+    (``cltdr.utils.distributed.start``), and only the first writes the outputs (``written`` is empty in the
+    others)."""
+    proc, dev = start(select_device(device if device != "auto" else run_config(run_dir).train.device))
+    cfg, model, dev = load_trained_model(run_dir, checkpoint, str(dev), weights)
     if preset:
         cfg.test.preset = preset
+    if amp:
+        cfg.test.amp = amp
     subset = subset or cfg.dataset.test_subset
-    split = evaluate_split(cfg, model, subset, class_names(cfg), dev, progress=progress)
-    written = write_outputs(out_dir or run_dir, split)
+    split = evaluate_split(cfg, model, subset, class_names(cfg), dev, progress=progress, proc=proc)
+    written = write_outputs(out_dir or run_dir, split) if proc.main else []
     return TestedRun(split, subset, written, cfg, model, dev)
 
 
@@ -263,6 +303,7 @@ def detect_stored(
         device,
         window=cfg.inference_window(),
         progress=progress,
+        amp=cfg.test.amp,
     )
     return duration, results
 

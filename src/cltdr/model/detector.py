@@ -18,6 +18,7 @@ from cltdr.config import LossConfig, pyramid_divisor
 from cltdr.model.assigner import Targets, assign
 from cltdr.model.losses import distance_iou, iou_loss, sigmoid_focal_loss, varifocal_loss
 from cltdr.model.outputs import LevelOutputs, Outputs, Refinement, VideoPrediction, make_points, split_videos
+from cltdr.utils.distributed import global_sum
 
 
 def update_normalizer(running: Tensor, num_pos: Tensor, momentum: float) -> Tensor:
@@ -97,14 +98,26 @@ class Detector(nn.Module):
         """Eq. 13 on the refined outputs, mixed with the same loss on the coarse ones (released code).
 
         Without any refinement only the coarse terms are computed (the mix would equal them anyway).
+        The network runs under the caller's autocast (bf16 / fp16 training), the losses in fp32 outside it.
         """
         out = self(feats, mask)
+        with torch.autocast(out.mask.device.type, enabled=False):
+            return self.loss_of(out.float(), segments, labels)
+
+    def global_count(self, count: Tensor) -> Tensor:
+        """A count of this batch summed over the processes of a distributed run, in training (every process
+        then divides its share of the global batch by the global batch's count, and keeps the same normaliser);
+        ``count`` itself in one process or in evaluation."""
+        return global_sum(count) if self.training else count
+
+    def loss_of(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
+        """The losses of the network's outputs (fp32) for the ground truth (:meth:`loss`)."""
         tgt = self.targets(out, segments, labels)
         positive = tgt.positive & out.mask  # (B, P)
         num_pos = positive.sum()
         if self.training:
             self.loss_normalizer.copy_(
-                update_normalizer(self.loss_normalizer, num_pos, self.loss_opts.normalizer_momentum)
+                update_normalizer(self.loss_normalizer, self.global_count(num_pos), self.loss_opts.normalizer_momentum)
             )
         # In evaluation before any training step the normaliser is still unset: this batch's count stands in.
         normalizer = torch.where(self.loss_normalizer > 0, self.loss_normalizer, num_pos.clamp(min=1).float())
@@ -145,7 +158,7 @@ class Detector(nn.Module):
             focal = sigmoid_focal_loss(focal_logits, tgt.cls, o.focal_alpha, o.focal_gamma).sum(-1) * valid
             reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)
             if o.normalizer == "paper":
-                n_pos = pairs.any(-1).sum().clamp(min=1)
+                n_pos = self.global_count(pairs.any(-1).sum()).clamp(min=1)
                 return {"cls_loss": focal.sum() / n_pos, "reg_loss": reg.sum() / n_pos}
             return {"cls_loss": focal.sum() / normalizer, "reg_loss": reg.sum() / normalizer}
         iou = distance_iou(dist[pairs], tgt.reg[pairs]).detach()  # (M,) over the M positive pairs
@@ -162,8 +175,8 @@ class Detector(nn.Module):
             # Eq. 13 literally: positive steps' VFL weighted by their tIoU (the mean over their classes when
             # several are positive), over N_pos; negative steps over N_neg; the IoU loss over N_pos.
             positive = pairs.any(-1)  # (B, P)
-            n_pos = positive.sum().clamp(min=1)
-            n_neg = (valid & ~positive).sum().clamp(min=1)
+            n_pos = self.global_count(positive.sum()).clamp(min=1)
+            n_neg = self.global_count((valid & ~positive).sum()).clamp(min=1)
             q_iou = torch.zeros_like(log_p)
             q_iou[pairs] = iou
             sigma = q_iou.sum(-1)[positive] / pairs.sum(-1)[positive]  # (N_pos,)

@@ -10,6 +10,7 @@ assignment (targets) and by decoding (predictions) alike.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional, Sequence
 
@@ -135,6 +136,23 @@ class Outputs:
     points: Points
     level_sizes: list[int]  # points per level
     refinement: Refinement = Refinement()  # how the refinement applies (the decoder's choice)
+
+    def float(self) -> Outputs:
+        """The outputs in fp32 (those computed under autocast in bf16 / fp16), for the losses; itself when they
+        are fp32 already."""
+        if self.cls_logits.dtype == torch.float32 and self.distances.dtype == torch.float32:
+            return self
+
+        def fp32(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.float()
+
+        return dataclasses.replace(
+            self,
+            cls_logits=self.cls_logits.float(),
+            distances=self.distances.float(),
+            refine_logits=fp32(self.refine_logits),
+            refine_offsets=fp32(self.refine_offsets),
+        )
 
     @property
     def clamp_refined(self) -> bool:

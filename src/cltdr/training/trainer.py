@@ -1,17 +1,26 @@
 """The training loop: AdamW, warm-up + cosine schedule, clipping, EMA, atomic per-epoch checkpoints, resume.
 
 Training writes a run directory (its layout: ``cltdr.runs``). Resuming reloads weights,
-optimiser, schedule, EMA, loss normaliser and RNG state at the last completed epoch; crops and shuffling
-derive from (seed, epoch), so the resumed run continues exactly as the uninterrupted one would have.
+optimiser, schedule, EMA, loss normaliser, GradScaler and RNG state at the last completed epoch; crops and
+shuffling derive from (seed, epoch), so the resumed run continues exactly as the uninterrupted one would have.
+
+Launched by torchrun, every process trains a DistributedDataParallel copy of the model on its share of each
+global batch (``cltdr.data.sampler``): the gradients are summed over the processes (each process's loss is its
+share of the global batch's, the counts it divides by summed over the processes), so the processes take the
+steps one process would take with the global batch, and keep identical weights, EMA and loss normaliser. Only
+the first process writes the run's files, logs and progress bars; validation is split over the processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import random
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +37,10 @@ from cltdr.data.build import (
     resolve_paths,
 )
 from cltdr.data.check import preflight
+from cltdr.data.sampler import GlobalBatchSampler
 from cltdr.errors import CltdrError, DataError
 from cltdr.inference.runner import evaluate_split
-from cltdr.model import build_detector
+from cltdr.model import Detector, build_detector
 from cltdr.runs import (
     RunDir,
     check_compatible,
@@ -44,6 +54,8 @@ from cltdr.runs import (
 from cltdr.training.ema import ModelEMA
 from cltdr.training.logger import RunLogger
 from cltdr.training.schedule import warmup_cosine
+from cltdr.utils import distributed
+from cltdr.utils.amp import autocast
 from cltdr.utils.io import atomic_write_text, remove_stale_temporaries
 from cltdr.utils.text import duration
 
@@ -84,19 +96,46 @@ def check_same_schedule(saved: dict, config: dict, source: str | Path, run_root:
     )
 
 
-def _rng_state() -> dict:
+def _rng_state(device: torch.device | None = None) -> dict:
+    """The generators' states; ``device``: a process of a distributed run keeps only its own GPU's (reading
+    every GPU's would open a CUDA context on each from every process)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    elif device is None and torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda_device" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)
+    elif "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# The loss normaliser is kept alike in every process by summed counts: not broadcast from the first before each
+# forward (torch >= 2.13 names the switch forward_sync_buffers, and deprecates broadcast_buffers).
+_NO_BUFFER_SYNC: dict[str, Any] = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+class _Loss(torch.nn.Module):
+    """The detector's loss as a module's forward: what DistributedDataParallel wraps (its gradient hooks are
+    prepared in forward, and ``Detector.forward`` returns outputs, not the loss)."""
+
+    def __init__(self, model: Detector):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats, mask, segments, labels) -> dict[str, torch.Tensor]:
+        return self.model.loss(feats, mask, segments, labels)
 
 
 class Trainer:
@@ -112,7 +151,8 @@ class Trainer:
         config_file: str | Path | None = None,
     ):
         self.run = RunDir(run_dir)
-        self.progress = progress
+        self.proc, self.device = distributed.start(select_device(cfg.train.device))
+        self.progress = progress and self.proc.main
         if self.run.trained and not resume:
             raise CltdrError(
                 f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
@@ -121,7 +161,6 @@ class Trainer:
         relative = relative_note(cfg)
         cfg = resolve_paths(cfg)
         self.cfg = cfg
-        self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
         try:
             self.train_split = load_split(cfg, cfg.dataset.train_subset)
@@ -134,8 +173,19 @@ class Trainer:
             raise DataError(f"{e}\n({relative})") from None
         self.model = build_detector(cfg, len(self.class_names)).to(self.device)
         t = cfg.train
+        self.net: torch.nn.Module = _Loss(self.model)  # the loss of a batch
+        if self.proc.distributed:
+            # The same initial weights in every process (seeded alike); then its own stream of stochastic depth.
+            if self.proc.rank:
+                torch.manual_seed(t.seed + 1_000_003 * self.proc.rank)
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device] if self.device.type == "cuda" else None, **_NO_BUFFER_SYNC
+            )
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr)
-        self.iters_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
+        # fp16 needs loss scaling (its range); a disabled scaler passes everything through unchanged.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.global_batch = t.batch_size * self.proc.world_size
+        self.iters_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
         self.total_epochs = t.warmup_epochs + t.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -154,10 +204,13 @@ class Trainer:
             if passed_over:
                 warnings.warn(f"{passed_over}; resuming from {path}, the checkpoint of the epoch before")
             self._load(state, path)
-            print(f"resumed at epoch {self.epoch}, step {self.step} ({path})", flush=True)
-        for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
-            remove_stale_temporaries(folder)
-        atomic_write_text(self.run.config, cfg.to_yaml())
+            if self.proc.main:
+                print(f"resumed at epoch {self.epoch}, step {self.step} ({path})", flush=True)
+        distributed.barrier()  # every process has read the run before the first one rewrites its config
+        if self.proc.main:
+            for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
+                remove_stale_temporaries(folder)
+            atomic_write_text(self.run.config, cfg.to_yaml())
 
     def _preflight(self) -> None:
         """Check every video of the training, validation and test subsets before the first epoch (a NaN in a test
@@ -172,7 +225,9 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------- state
     def _state(self) -> dict:
-        return {
+        """The checkpoint. A distributed run (every process calls this: it gathers their generators) keeps the
+        number of processes and each one's RNG state; fp16 training the GradScaler's."""
+        state = {
             "config": self.cfg.model_dump(mode="json"),
             "class_names": self.class_names,
             "epoch": self.epoch,
@@ -183,6 +238,12 @@ class Trainer:
             "rng": _rng_state(),
             "best": self.best,
         }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        if self.proc.distributed:
+            state["world_size"] = self.proc.world_size
+            state["rng"] = distributed.gather(_rng_state(self.device))  # one per process, in rank order
+        return state
 
     @property
     def step(self) -> int:
@@ -196,12 +257,20 @@ class Trainer:
         check_compatible(state["config"], config, path)
         check_same_schedule(saved, config, self.run.config, self.run.root)
         check_same_schedule(state["config"], config, path, self.run.root)
+        world = state.get("world_size", 1)
+        if world != self.proc.world_size:
+            b = self.cfg.train.batch_size
+            raise CltdrError(
+                f"--resume: checkpoint {path} was trained by {world} process(es) (global batch {world} x {b}), "
+                f"this run has {self.proc.world_size}: resume with the same number of processes (torchrun "
+                f"--nproc_per_node and --nnodes; none for one process), or train a new run with another --out"
+            )
         steps, epoch = state["scheduler"]["last_epoch"], state["epoch"]
         if steps != epoch * self.iters_per_epoch:
             raise CltdrError(
                 f"--resume: checkpoint {path} took {steps} optimiser steps in {epoch} epochs, but subset "
                 f"{self.cfg.dataset.train_subset!r} now has {len(self.train_set)} videos, "
-                f"{self.iters_per_epoch} batches of {self.cfg.train.batch_size} an epoch: the learning-rate "
+                f"{self.iters_per_epoch} batches of {self.global_batch} an epoch: the learning-rate "
                 "schedule would change; resume with the training videos the run started with, or train a new "
                 "run with another --out"
             )
@@ -210,7 +279,12 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        if self.scaler.is_enabled() and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.proc.distributed:
+            _set_rng_state(state["rng"][self.proc.rank], self.device)
+        else:
+            _set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.best = state.get("best")
 
@@ -219,9 +293,12 @@ class Trainer:
         return self.ema.module if self.ema else self.model
 
     # ---------------------------------------------------------------------------------------- loop
-    def train_epoch(self, logger: RunLogger) -> dict[str, float]:
+    def train_epoch(self, logger: RunLogger | None) -> dict[str, float]:
+        """One epoch; the means of its losses over the global batches (``logger``: None in the processes of a
+        distributed run that do not write)."""
         self.model.train()
-        loader = make_loader(self.cfg, self.train_set, training=True, epoch=self.epoch)
+        loader = make_loader(self.cfg, self.train_set, training=True, epoch=self.epoch, proc=self.proc)
+        sampler = loader.batch_sampler if isinstance(loader.batch_sampler, GlobalBatchSampler) else None
         sums: dict[str, float] = {}
         bar = tqdm(
             loader,
@@ -232,32 +309,48 @@ class Trainer:
         )
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
-            losses = self.model.loss(batch.feats, batch.mask, batch.segments, batch.labels)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
+            stand_in = sampler is not None and sampler.stand_in(i)  # an empty share: its loss counts 0
+            ignored = distributed.counts_ignored() if stand_in else contextlib.nullcontext()
+            with autocast(self.device, self.cfg.train.amp), ignored:
+                losses = self.net(batch.feats, batch.mask, batch.segments, batch.labels)
+            values = self._global_values(losses, stand_in)
+            if not math.isfinite(values["loss"]):
                 raise CltdrError(
-                    f"training diverged: loss is {loss.item()} at epoch {self.epoch + 1}, iteration {i}; "
+                    f"training diverged: loss is {values['loss']} at epoch {self.epoch + 1}, iteration {i}; "
                     "lower train.lr or check the features for extreme values"
                 )
+            loss = losses["loss"]
+            if self.proc.distributed:  # DistributedDataParallel averages gradients: the global loss's is their sum
+                loss = loss * (0.0 if stand_in else self.proc.world_size)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
             if self.cfg.train.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
             step = self.epoch * self.iters_per_epoch + i
             if self.ema:
                 self.ema.update(self.model, step)
-            values = {k: v.item() for k, v in losses.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{values['loss']:.3f}")
-            if step % self.cfg.train.log_every == 0:
+            if logger is not None and step % self.cfg.train.log_every == 0:
                 logger.log(step, epoch=self.epoch + 1, lr=self.scheduler.get_last_lr()[0], **values)
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
+    def _global_values(self, losses: dict[str, torch.Tensor], stand_in: bool) -> dict[str, float]:
+        """The losses of the global batch: each process's share summed over the processes (a stand-in adds 0);
+        the batch's own in one process."""
+        if not self.proc.distributed:
+            return {k: v.item() for k, v in losses.items()}
+        shares = torch.stack([v.detach().float() for v in losses.values()]) * (0.0 if stand_in else 1.0)
+        return dict(zip(losses, distributed.global_sum(shares).tolist()))
+
     def fit(self) -> Path:
-        logger = RunLogger(self.run, resume=(self.epoch, self.step) if self.resumed else None)
+        main = self.proc.main
+        logger = RunLogger(self.run, resume=(self.epoch, self.step) if self.resumed else None) if main else None
         last = self.run.last
         val = self.cfg.dataset.val_subset
         seconds: list[float] = []  # of each epoch of this session, validation included
@@ -269,16 +362,22 @@ class Trainer:
                 summary = {f"epoch_{k}": v for k, v in means.items()}
                 if val:
                     summary["val_average_mAP"] = self.validate(val)
-                logger.log(self.epoch * self.iters_per_epoch, epoch=self.epoch, **summary)
+                if logger is not None:
+                    logger.log(self.epoch * self.iters_per_epoch, epoch=self.epoch, **summary)
                 if val and (self.best is None or summary["val_average_mAP"] > self.best["average_mAP"]):
                     self.best = {"epoch": self.epoch, "average_mAP": summary["val_average_mAP"]}
-                    save_checkpoint(self.run.best, self._state())
-                save_last(self.run, self._state())
+                    state = self._state()
+                    if main:
+                        save_checkpoint(self.run.best, state)
+                state = self._state()
+                if main:
+                    save_last(self.run, state)
                 seconds.append(time.perf_counter() - start)
                 if self.progress:
                     tqdm.write(self._epoch_line(summary, seconds))
         finally:
-            logger.close()
+            if logger is not None:
+                logger.close()
         return last
 
     def _epoch_line(self, summary: dict[str, float], seconds: list[float]) -> str:
@@ -293,6 +392,6 @@ class Trainer:
 
     def validate(self, subset: str) -> float:
         result = evaluate_split(
-            self.cfg, self.eval_model, subset, self.class_names, self.device, progress=self.progress
+            self.cfg, self.eval_model, subset, self.class_names, self.device, progress=self.progress, proc=self.proc
         )
         return result.metrics.average_mAP

@@ -14,7 +14,7 @@ from torch import Tensor
 from cltdr.config import LossConfig
 from cltdr.model.detector import Detector, update_normalizer
 from cltdr.model.losses import distance_iou, iou_loss, sigmoid_focal_loss, varifocal_loss
-from cltdr.model.outputs import LevelOutputs
+from cltdr.model.outputs import LevelOutputs, Outputs
 from cltdr.model.released.decoder import ReleasedDecoder
 from cltdr.model.released.encoder import ReleasedEncoder
 
@@ -74,7 +74,7 @@ class ReleasedDetector(Detector):
         pyramid, masks, extents = self.encoder(feats, mask, extent, lengths)
         return self.decoder(pyramid, masks, extents), masks
 
-    def loss(self, feats: Tensor, mask: Tensor, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
+    def loss_of(self, out: Outputs, segments: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
         """The released loss: w x (refined terms) + (1 - w) x (coarse terms), w = ``loss.refined_weight``.
 
         Refined: varifocal loss (alpha, gamma: ``loss.vfl_*``) on sigmoid(z_a * z_co) against the binary target
@@ -84,14 +84,13 @@ class ReleasedDetector(Detector):
         score + the IoU loss of the coarse boundaries. The running positive count is updated once before each
         of the two, as the released code does.
         """
-        out = self(feats, mask)
         tgt = self.targets(out, segments, labels)
         o, valid = self.loss_opts, out.mask
         pairs = (tgt.cls > 0) & valid[..., None]  # (B, P, K)
         num_pos = (tgt.positive & valid).sum()
-        norms, n = [], self.loss_normalizer
+        norms, n, count = [], self.loss_normalizer, self.global_count(num_pos)
         for _ in range(2):
-            n = update_normalizer(n, num_pos, o.normalizer_momentum)
+            n = update_normalizer(n, count, o.normalizer_momentum)
             norms.append(n)
         if self.training:
             self.loss_normalizer.copy_(n)
