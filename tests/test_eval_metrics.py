@@ -182,7 +182,7 @@ def test_epic_labels_must_be_verb_comma_noun(label):
 def test_test_config_preset_and_explicit_keys():
     cfg = TestConfig()
     assert cfg.postprocess_overrides() == {}
-    assert set(cfg.model_dump()) == {"preset", "window", "window_overlap", "tiou_thresholds"}
+    assert set(cfg.model_dump()) == {"preset", "window", "window_overlap", "tiou_thresholds", "amp"}
     cfg = TestConfig.model_validate(
         {"preset": "deployment", "max_detections": 50, "voting_iou": None, "nms_sigma": None}
     )

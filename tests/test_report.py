@@ -348,6 +348,7 @@ def test_demo_writes_the_report(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(synth, "generate", lambda out, preset, seed: generate(out, "tiny", seed))
     monkeypatch.setattr(trainer, "Trainer", Untrained)
     monkeypatch.setattr(runner, "load_trained_model", lambda run_dir, *args: (seen["cfg"], None, "cpu"))
+    monkeypatch.setattr(runner, "run_config", lambda run_dir: seen["cfg"])  # no run was written
     monkeypatch.setattr(runner, "evaluate_split", perfect)
     assert cli.main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 0
     assert f"[demo] report (open it in a browser): {tmp_path / 'd' / 'report.html'}" in capsys.readouterr().out
