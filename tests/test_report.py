@@ -335,7 +335,7 @@ def test_demo_writes_the_report(tmp_path, capsys, monkeypatch):
         def fit(self):
             return None
 
-    def perfect(cfg, model, subset, class_names, device, progress):
+    def perfect(cfg, model, subset, class_names, device, progress, **kwargs):
         gt = read_json(cfg.dataset.annotation_file, "gt")
         results = {
             v: [{"label": a["label"], "score": 0.9, "segment": a["segment"]} for a in e["annotations"]]
