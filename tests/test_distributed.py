@@ -43,6 +43,16 @@ def torchrun(*args: str, kill_at: int = 0) -> subprocess.CompletedProcess:
     return subprocess.run([*command, str(CHILD), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """This process computes on one thread, as torchrun's children do (OMP_NUM_THREADS=1): outputs compared
+    byte for byte must come from the same kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
