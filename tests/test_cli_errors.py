@@ -376,11 +376,9 @@ def test_messages_count_in_the_right_number(tmp_path):
 
 
 def test_every_argument_has_help_and_synth_shows_its_default_preset(capsys):
-    """Item 15. ``waiting``: arguments of cli/infer.py, which is being rewritten elsewhere (test and detect
-    --quiet; export-model RUN_DIR once that command lands)."""
+    """Item 15: every argument of every command has a help text."""
     import argparse
 
-    waiting = {("test", "--quiet"), ("detect", "--quiet"), ("export-model", "run_dir")}
     missing = []
     parsers = [((), cli.build_parser())]
     while parsers:
@@ -388,7 +386,7 @@ def test_every_argument_has_help_and_synth_shows_its_default_preset(capsys):
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 parsers += [((*names, n), p) for n, p in action.choices.items()]
-            elif not action.help and (*names[-1:], (action.option_strings or [action.dest])[0]) not in waiting:
+            elif not action.help:
                 missing.append(" ".join([*names, *(action.option_strings or [action.dest])]))
     assert not missing, f"arguments without help: {missing}"
     with pytest.raises(SystemExit):

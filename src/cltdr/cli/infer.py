@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cltdr.cli.common import add_run_options, echo
 from cltdr.errors import CltdrError
+from cltdr.utils.text import counted
 
 
 def cmd_test(args) -> None:
@@ -65,7 +66,10 @@ def cmd_detect(args) -> None:
         found = found.top(args.top) if args.top is not None else found
         found_all.append(found)
         if not args.quiet:
-            tqdm.write(f"{found.video_id}: {found.num_steps} steps, {found.duration:.1f} s, {len(found)} detections")
+            tqdm.write(
+                f"{found.video_id}: {counted(found.num_steps, 'step')}, {found.duration:.1f} s, "
+                f"{counted(len(found), 'detection')}"
+            )
     atomic_write_json(args.out, result_file(found_all), indent=None)
     echo(f"wrote {args.out}")
 
@@ -84,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ):
         s = sub.add_parser(name, help=helptext)
         add_run_options(s)
-        s.add_argument("--quiet", action="store_true")
+        s.add_argument("--quiet", action="store_true", help="no progress bar and no per-video lines")
         s.add_argument(
             "--preset",
             choices=("benchmark", "deployment"),
@@ -111,7 +115,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser(
         "export-model", help="write a run's network (up to its pre-NMS scores and segments) as TorchScript or ONNX"
     )
-    export.add_argument("run_dir", type=Path)
+    export.add_argument("run_dir", type=Path, help="trained run directory (from cltdr train)")
     export.add_argument("--format", required=True, choices=("torchscript", "onnx"), help="the file's format")
     export.add_argument("--out", required=True, type=Path, help="the file to write")
     export.add_argument(
