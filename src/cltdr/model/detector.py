@@ -154,14 +154,13 @@ class Detector(nn.Module):
         """
         o = self.loss_opts
         pairs = (tgt.cls > 0) & valid[..., None]  # (B, P, K)
+        reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)  # (M,) over the M positive pairs
         if focal_logits is not None:
             focal = sigmoid_focal_loss(focal_logits, tgt.cls, o.focal_alpha, o.focal_gamma).sum(-1) * valid
-            reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)
             if o.normalizer == "paper":
-                n_pos = self.global_count(pairs.any(-1).sum()).clamp(min=1)
-                return {"cls_loss": focal.sum() / n_pos, "reg_loss": reg.sum() / n_pos}
+                normalizer = self.global_count(pairs.any(-1).sum()).clamp(min=1)
             return {"cls_loss": focal.sum() / normalizer, "reg_loss": reg.sum() / normalizer}
-        iou = distance_iou(dist[pairs], tgt.reg[pairs]).detach()  # (M,) over the M positive pairs
+        iou = distance_iou(dist[pairs], tgt.reg[pairs]).detach()  # (M,)
         q = torch.zeros_like(log_p)
         q[pairs] = iou if o.cls_target == "iou" else torch.ones_like(iou)
         vfl = varifocal_loss(log_p, q, o.vfl_alpha, o.vfl_gamma)  # (B, P, K)
@@ -170,7 +169,6 @@ class Detector(nn.Module):
             weight[pairs] = iou.clamp(min=0) ** o.iou_weight_power
             vfl = vfl * weight
         vfl = vfl.sum(-1) * valid  # (B, P)
-        reg = iou_loss(dist[pairs], tgt.reg[pairs], o.reg_loss)  # (M,)
         if o.normalizer == "paper":
             # Eq. 13 literally: positive steps' VFL weighted by their tIoU (the mean over their classes when
             # several are positive), over N_pos; negative steps over N_neg; the IoU loss over N_pos.
