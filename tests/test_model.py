@@ -367,7 +367,19 @@ def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
 
 
 @pytest.mark.parametrize(
-    "key,value", [("depthwise", False), ("depthwise_up", False), ("shared_refine", False), ("detach_boundary", True)]
+    "key,value",
+    [
+        ("depthwise", False),
+        ("depthwise_up", False),
+        ("shared_refine", False),
+        ("detach_boundary", True),
+        ("score", "logit_product"),
+        ("offsets", "grid"),
+        ("clff_depthwise", False),
+        ("fusion_kernel", 1),
+        ("boundary_input", "level"),
+        ("center_scale", True),
+    ],
 )
 def test_layout_options_keep_outputs_padding_invariant(key, value):
     """Each layout switch away from its default (the defaults are covered above)."""
@@ -389,3 +401,53 @@ def test_channel_layer_norm_is_layer_norm_over_channels():
     ref = F.layer_norm(x.transpose(1, 2), (6,), norm.weight, norm.bias, norm.eps).transpose(1, 2)
     torch.testing.assert_close(norm(x), ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(norm(x.bfloat16()), ref, atol=3e-2, rtol=3e-2)  # bf16 input, fp32 statistics
+
+
+# ------------------------------------------------------------------------- the released forms of the decoder
+def test_released_decoder_forms_do_what_they_say():
+    """score 'logit_product': sigmoid(z_a * z_co) with R_co from logit 0; offsets 'grid': class-wise offsets in
+    grid steps, zero at the start; clff_depthwise / fusion_kernel: the convs' layout; center_scale:
+    ReLU(s_l * z) before the Trident expectation; boundary_input 'level': the start / end towers read P^l."""
+    torch.manual_seed(0)
+    K = 3
+    released = {
+        "score": "logit_product",
+        "offsets": "grid",
+        "clff_depthwise": False,
+        "fusion_kernel": 1,
+        "boundary_input": "level",
+        "center_scale": True,
+    }
+    model = build_detector(small_cfg(cltdr=released), K).eval()
+    dec = model.decoder
+    assert dec.clff.below.resample.groups == 1 and dec.dcm.above.conv.kernel_size == (1,)
+    assert dec.refine_head.out.out_channels == 3 * K  # R_co, then R_so and R_eo per class
+    assert not dec.refine_head.out.bias[:K].any()  # R_co's logit starts at 0
+    with torch.no_grad():
+        for l, s in enumerate(dec.center_scales):
+            s.fill_(-1.0 if l == 0 else 0.5 + l)
+    x, mask = torch.randn(2, 12, 32), _mask([32, 20], 32)
+    x = x * mask[:, None]
+    seen: dict = {}
+    dec.start_head.register_forward_pre_hook(lambda mod, args: seen.update(start_in=args[0]))
+    for name in ("center_head", "start_head", "end_head"):
+        getattr(dec, name).register_forward_hook(lambda mod, args, out, name=name: seen.update({name: out}))
+    feats, masks = model.encoder(x, mask)
+    out = model(x, mask)
+    assert out.refine_offsets.shape == (2, out.mask.shape[1], K, 2)
+    assert not out.refine_offsets.any()
+    torch.testing.assert_close(out.refined_distances, out.distances)
+    torch.testing.assert_close(out.refined_log_prob, F.logsigmoid(out.cls_logits * out.refine_logits))
+    # the towers run over all levels laid end to end, level 0 first: its input is P^0 itself
+    T0 = feats[0].shape[-1]
+    torch.testing.assert_close(seen["start_in"][..., :T0], feats[0])
+    # level 0's centre logits under the scale -1: ReLU(-z), then the Trident expectation
+    center = F.relu(-seen["center_head"][..., :T0]).view(2, 2, dec.num_bins + 1, T0)
+    expected = trident_distances(center, seen["start_head"][..., :T0], seen["end_head"][..., :T0], dec.num_bins)
+    torch.testing.assert_close(out.distances[:, :T0], expected)
+    # pushing offsets through: the grid refinement moves each class's boundaries by its own offsets
+    d = out.distances[:, :T0]
+    off = torch.randn_like(d)
+    p, st = out.points.position[:T0][None, :, None], out.points.stride[:T0][None, :, None]
+    refined = refine_distances(d, off, position=p, stride=st)
+    torch.testing.assert_close(p - refined[..., 0] * st, p - d[..., 0] * st + off[..., 0])

@@ -35,6 +35,25 @@ VARIANTS = {
     "gmg_instant_global": {"gmg": {"local": False}},
     "gmg_no_gate": {"gmg": {"gate": False}},
     "gmg_attention": {"gmg": {"global": "attention", "num_heads": 2}},
+    # every released form of the GMG block and of the decoder at once (each alone: test_model.py)
+    "gmg_released_forms": {
+        "gmg": {
+            "filter": "spectral",
+            "gate_form": "product",
+            "gate_init": "zero",
+            "instant_depthwise": True,
+            "local_kernel": 1,
+            "layer_scale": 1e-4,
+        },
+        "cltdr": {
+            "score": "logit_product",
+            "offsets": "grid",
+            "clff_depthwise": False,
+            "fusion_kernel": 1,
+            "boundary_input": "level",
+            "center_scale": True,
+        },
+    },
     "cls_none": {"cltdr": {"cls_levels": []}},
     "cls_both_reg_both": {"cltdr": {"cls_levels": ["above", "below"], "reg_levels": ["below", "above"]}},
     "refine_none": {"cltdr": {"refine": "none"}},
@@ -148,6 +167,95 @@ def test_gmg_switches_follow_the_documented_eq4(switches, formula):
     norm = block.ffn_norm
     expected = f + block.ffn(F.group_norm(f, norm.num_groups, norm.weight, norm.bias))
     torch.testing.assert_close(block(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "switches, formula",
+    [
+        ({"gate_form": "product"}, lambda h, i, l, g: i * (l * g) + l * g + g + h),
+        ({"gate_form": "product", "global": "none"}, lambda h, i, l, g: i * l + l + h),
+        ({"gate_form": "product", "local": False}, lambda h, i, l, g: i + g + h),
+        ({"gate_form": "product", "filter": "spectral", "instant_depthwise": True, "local_kernel": 1}, None),
+    ],
+)
+def test_gmg_product_form_is_the_released_formula(switches, formula):
+    """gate_form 'product' (released code): f = FC(h) * f_l + f_l + f_g + h, f_l = Conv(h) * f_g, h = LN(x);
+    with the spectral filter, a per-channel FC and a kernel-1 Conv it is their SGPBlock's mixer."""
+    torch.manual_seed(0)
+    opts = GMGOptions(**switches)
+    block = GMGBlock(8, 16, drop_path=0.0, options=opts).eval()
+    x = torch.randn(2, 8, 12)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    h = block.norm(x)
+    mixer = block.mixer
+    if formula is None:  # the released mixer: per-channel affine maps and their spectral filter
+        fc, conv = mixer.instant, mixer.local
+        assert fc.weight.shape == (8, 1, 1) and conv.weight.shape == (8, 1, 1)
+        f_g = mixer.global_filter(h, mask)
+        f_l = (h * conv.weight[:, 0] + conv.bias[:, None]) * f_g
+        f = x + (h * fc.weight[:, 0] + fc.bias[:, None]) * f_l + f_l + f_g + h
+    else:
+        i, l = F.conv1d(h, mixer.instant.weight, mixer.instant.bias), None
+        if mixer.local is not None:
+            l = F.conv1d(h, mixer.local.weight, mixer.local.bias, padding=1, groups=8)
+        g = mixer.global_filter(h, mask) if mixer.global_filter is not None else None
+        f = x + formula(h, i, l, g)
+    norm = block.ffn_norm
+    expected = f + block.ffn(F.group_norm(f, norm.num_groups, norm.weight, norm.bias))
+    torch.testing.assert_close(block(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_spectral_filter_is_the_released_filter_per_video_and_exports_as_dft():
+    """filter 'spectral' in the paper variant: each video filtered over its own valid steps (zero beyond), the
+    released SpectralFilter's output; the matrix-product path used for export gives the same."""
+    from cltdr.model.gmg import MaskedSpectralFilter, SpectralFilter
+
+    torch.manual_seed(0)
+    f = MaskedSpectralFilter(6).double()
+    with torch.no_grad():
+        for p in f.parameters():
+            p.normal_()
+    x, mask = torch.randn(2, 6, 16, dtype=torch.float64), _mask([16, 9], 16)
+    x = x * mask[:, None]
+    out = f(x, mask)
+    torch.testing.assert_close(out[1:, :, :9], SpectralFilter.filtered(f, x[1:, :, :9]))
+    assert torch.equal(out[1, :, 9:], torch.zeros(6, 7, dtype=torch.float64))
+    traced = torch.jit.trace(f, (x, mask), check_trace=False)
+    torch.testing.assert_close(traced(x, mask), out)
+    other = _mask([12, 5], 16)  # other lengths: the trace follows the mask, it did not record the lengths
+    torch.testing.assert_close(traced(x * other[:, None], other), f(x * other[:, None], other))
+
+
+def test_gmg_zero_gate_init_and_layer_scale():
+    """gate_init 'zero': FC and Conv start at 0, so the block starts as its global term (relu form: f = x + f_g).
+    layer_scale: the blocks after each max-pool (not the stem) scale both residual branches, from the value."""
+    from cltdr.model.gmg import GMGEncoder
+
+    torch.manual_seed(0)
+    enc = GMGEncoder(12, 8, 3, ffn_dim=16, drop_path=0.0, options=GMGOptions(gate_init="zero", layer_scale=1e-4))
+    assert all(b.scales is None for b in enc.stem)
+    assert all(torch.equal(b.scales, torch.full((2, 8, 1), 1e-4)) for b in enc.branch)
+    block = enc.stem[0].eval()
+    assert not block.mixer.instant.weight.any() and not block.mixer.local.weight.any()
+    x, mask = torch.randn(2, 8, 12), torch.ones(2, 12, dtype=torch.bool)
+    h = block.norm(x)
+    torch.testing.assert_close(block.mixer(h, mask), _gated_biases(block, h))
+    scaled = enc.branch[0].eval()
+    with torch.no_grad():
+        scaled.scales.copy_(torch.rand(2, 8, 1))
+    s1, s2 = scaled.scales
+    y = x + s1 * scaled.mixer(scaled.norm(x), mask)
+    norm = scaled.ffn_norm
+    expected = y + s2 * scaled.ffn(F.group_norm(y, norm.num_groups, norm.weight, norm.bias))
+    torch.testing.assert_close(scaled(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def _gated_biases(block: GMGBlock, h: torch.Tensor) -> torch.Tensor:
+    """eq. 4's terms when FC and Conv have zero weights: FC = b_i, Conv = b_l (constants over time)."""
+    m = block.mixer
+    b_i, b_l = m.instant.bias[None, :, None], m.local.bias[None, :, None]
+    f_g = m.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
+    return F.relu(b_l) * b_i + F.relu(f_g) * b_l + f_g
 
 
 def test_gmg_attention_global_branch_is_masked_self_attention():

@@ -202,6 +202,38 @@ class GMGOptions(_Section):
         "the global branch begins near zero and the blocks near the identity.",
     )
 
+    # The released code's forms (``cltdr.model.released`` lists them), each one switch away from the paper's:
+    filter: Literal["conv", "spectral"] = Field(
+        "conv",
+        description="FFT filter W of eq. 2: 'conv', the paper's Conv(ReLU(Conv(X_f))) along frequency; "
+        "'spectral', the released code's SoftShrink(A2 ReLU(A1 X_f + b1) + b2) with A1, A2 one complex scalar "
+        "per channel.",
+    )
+    gate_form: Literal["relu", "product"] = Field(
+        "relu",
+        description="'relu': eq. 4's ReLU gates; 'product' (released code): plain products, and the branches' "
+        "input h (the block's LayerNorm of x) joins the terms: f = x + FC(h) * f_l + f_l + f_global + h with "
+        "f_l = Conv(h) * f_global.",
+    )
+    gate_init: Literal["default", "zero"] = Field(
+        "default",
+        description="Initial weights of FC and Conv: PyTorch's default, or 0 (released code: the instant and "
+        "local terms start at 0 and the block starts as its global term).",
+    )
+    instant_depthwise: bool = Field(
+        False, description="FC is a per-channel (depth-wise) 1x1 conv, as in the released code, not a full one."
+    )
+    local_kernel: Optional[OddInt] = Field(
+        None, description="Kernel of the local branch's Conv (None: model.kernel_size; the released code: 1)."
+    )
+    layer_scale: Optional[float] = Field(
+        None,
+        gt=0,
+        description="Learned per-channel scales of both residual branches of the blocks after each max-pool, "
+        "started at this value (the released code's AffineDropPath: 1e-4), so each such block starts as the "
+        "identity; None: no scales.",
+    )
+
     @model_validator(mode="after")
     def _check_branches(self):
         if not (self.instant or self.local or self.global_ != "none"):
@@ -275,6 +307,38 @@ class CLTDROptions(_Section):
         True,
         description="Keep refined start / end distances >= 0, so a refined segment contains its point "
         "(released code; the paper does not say).",
+    )
+    # The released code's forms (``cltdr.model.released`` lists them), each one switch away from the paper's:
+    score: Literal["geometric_mean", "logit_product"] = Field(
+        "geometric_mean",
+        description="Refined score: eq. 10's sqrt(a * R_co) of the two probabilities, or the released code's "
+        "sigmoid(z_a * z_co) of the product of the two logits.",
+    )
+    offsets: Literal["strides", "grid"] = Field(
+        "strides",
+        description="Boundary refinement R_so, R_eo of eqs. 11-12: one pair per step in units of the level's "
+        "stride, or (released code) one pair per class in grid steps (the released code predicts them with "
+        "kernel-7 convs; here the RefineHead's own kernel).",
+    )
+    clff_depthwise: bool = Field(
+        True,
+        description="CLFF's strided conv from the finer level is depth-wise (eq. 9 reads as DRM's); false: a "
+        "full conv (released code).",
+    )
+    fusion_kernel: Optional[OddInt] = Field(
+        None,
+        description="Kernel of the conv that refines P_l in DCM / DRM (None: model.kernel_size; the released "
+        "code: 1, with depthwise false).",
+    )
+    boundary_input: Literal["regression", "level"] = Field(
+        "regression",
+        description="What the Trident start / end towers read: DRM's fused features (the paper's Fig. 2) or "
+        "the level's own features (released code).",
+    )
+    center_scale: bool = Field(
+        False,
+        description="The Trident centre-offset logits pass through ReLU(s_l * z) with a learned scale s_l "
+        "per level (released code).",
     )
 
     @model_validator(mode="after")

@@ -90,6 +90,13 @@ def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
         depthwise_up=c.depthwise_up,
         shared_refine=c.shared_refine,
         detach_boundary=c.detach_boundary,
+        score=c.score,
+        offsets=c.offsets,
+        clff_depthwise=c.clff_depthwise,
+        fusion_kernel=c.fusion_kernel,
+        boundary_input=c.boundary_input,
+        center_scale=c.center_scale,
+        num_levels=m.num_levels,
         **heads,
     )
 

@@ -130,6 +130,12 @@ class CLTDRDecoder(nn.Module):
     are depth-wise; ``shared_refine``: one RefineHead tower predicts R_co and the offsets (released code) instead
     of one tower each; ``detach_boundary``: the Trident start / end branches do not back-propagate into the
     features (TriDet's detach_feat).
+
+    The released code's forms (``cltdr.config.CLTDROptions``): ``score`` and ``offsets`` choose the
+    :class:`Refinement` (class-wise offsets in grid steps with 'grid'); ``clff_depthwise``: CLFF's strided conv is
+    depth-wise; ``fusion_kernel``: the kernel of DCM / DRM's conv on P^l; ``boundary_input`` 'level': the start /
+    end towers read P^l itself rather than DRM's output; ``center_scale``: the centre-offset logits become
+    ReLU(s_l * z) with a learned s_l for each of the ``num_levels`` levels.
     """
 
     def __init__(
@@ -153,10 +159,17 @@ class CLTDRDecoder(nn.Module):
         depthwise_up: bool = False,
         shared_refine: bool = False,
         detach_boundary: bool = False,
+        score: Literal["geometric_mean", "logit_product"] = "geometric_mean",
+        offsets: Literal["strides", "grid"] = "strides",
+        clff_depthwise: bool = True,
+        fusion_kernel: int | None = None,
+        boundary_input: Literal["regression", "level"] = "regression",
+        center_scale: bool = False,
+        num_levels: int = 1,
     ):
         super().__init__()
-        self.num_bins = num_bins
-        fusion_opts: dict[str, Any] = dict(mode=fusion, kernel_size=kernel_size, depthwise=depthwise)
+        self.num_bins, self.num_classes = num_bins, num_classes
+        fusion_opts: dict[str, Any] = dict(mode=fusion, kernel_size=fusion_kernel or kernel_size, depthwise=depthwise)
         self.dcm = NeighbourFusion(dim, cls_levels, depthwise_up=depthwise_up, **fusion_opts)
         self.drm = NeighbourFusion(dim, reg_levels, depthwise_down=depthwise, **fusion_opts)
         tower: dict[str, Any] = dict(num_layers=head_layers, kernel_size=kernel_size)
@@ -164,19 +177,23 @@ class CLTDRDecoder(nn.Module):
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.end_head = ConvTower(dim, head_dim, num_classes, **tower)
-        self.detach_boundary = detach_boundary
-        # CLFF (eq. 9): depth-wise strided conv from below, transposed conv from above.
+        self.center_scales = (
+            nn.ParameterList(nn.Parameter(torch.tensor(1.0)) for _ in range(num_levels)) if center_scale else None
+        )
+        self.detach_boundary, self.boundary_input = detach_boundary, boundary_input
+        # CLFF (eq. 9): (depth-wise) strided conv from below, transposed conv from above.
         self.clff = (
-            NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=True, depthwise_up=depthwise_up)
+            NeighbourFusion(dim, clff_levels, mode="add", depthwise_down=clff_depthwise, depthwise_up=depthwise_up)
             if refine != "none"
             else None
         )
-        # RefineHead outputs: R_co (K logits, started at the prior) and / or R_so, R_eo (2 offsets).
+        # RefineHead outputs: R_co (K logits, started at the prior) and / or R_so, R_eo (2 offsets, or 2K
+        # class-wise ones).
         self.refine_parts = {
             name: n
             for name, n, on in (
                 ("refine_cls", num_classes, refine in ("both", "cls")),
-                ("refine_reg", 2, refine in ("both", "reg")),
+                ("refine_reg", 2 * num_classes if offsets == "grid" else 2, refine in ("both", "reg")),
             )
             if on
         }
@@ -190,15 +207,18 @@ class CLTDRDecoder(nn.Module):
             head = ConvTower(dim, head_dim, sum(parts.values()), **tower)
             start = 0
             for name, n in parts.items():
+                # R_co starts at the prior (eq. 10's product of probabilities), or at logit 0 under the logit
+                # product, whose score then starts at 1/2 everywhere, as the released code's (zero bias)
+                r_co_prior = prior_prob if score == "geometric_mean" else 0.5
                 init_outputs(
                     head.out,
                     slice(start, start + n),
-                    prior_prob=prior_prob if name == "refine_cls" else None,
+                    prior_prob=r_co_prior if name == "refine_cls" else None,
                     zero=name == "refine_reg" and offset_init == "zero",
                 )
                 start += n
             setattr(self, attr, head)
-        self.refinement = Refinement(clamp=clamp_refined)
+        self.refinement = Refinement(score=score, offsets=offsets, clamp=clamp_refined)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
         L = len(feats)
@@ -210,7 +230,8 @@ class CLTDRDecoder(nn.Module):
             ]
 
         f_cls, f_reg = per_level(self.dcm), per_level(self.drm)
-        f_bound = [f.detach() for f in f_reg] if self.detach_boundary else f_reg
+        f_bound = list(feats) if self.boundary_input == "level" else f_reg
+        f_bound = [f.detach() for f in f_bound] if self.detach_boundary else f_bound
         towers = {
             "cls": (self.cls_head, f_cls),
             "center": (self.center_head, f_reg),
@@ -234,13 +255,19 @@ class CLTDRDecoder(nn.Module):
         outputs = []
         for l, f in enumerate(f_cls):
             B, T = f.shape[0], f.shape[-1]
-            center = out["center"][l].view(B, 2, self.num_bins + 1, T)
+            center = out["center"][l]
+            if self.center_scales is not None:
+                center = F.relu(center * self.center_scales[l])
+            center = center.view(B, 2, self.num_bins + 1, T)
+            offsets = out["refine_reg"][l] if "refine_reg" in out else None  # (B, 2, T) or (B, 2K, T)
+            if offsets is not None and self.refinement.offsets == "grid":
+                offsets = torch.stack(offsets.split(self.num_classes, dim=1), -1)  # (B, K, T, 2)
             outputs.append(
                 LevelOutputs(
                     cls_logits=out["cls"][l].transpose(1, 2),
                     distances=trident_distances(center, out["start"][l], out["end"][l], self.num_bins),
                     refine_logits=out["refine_cls"][l].transpose(1, 2) if "refine_cls" in out else None,
-                    refine_offsets=out["refine_reg"][l].transpose(1, 2) if "refine_reg" in out else None,
+                    refine_offsets=offsets.transpose(1, 2) if offsets is not None else None,
                 )
             )
         return outputs

@@ -20,7 +20,7 @@ from cltdr.model.layers import MaskedConv1d, masked_group_norm
 from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
 from cltdr.ops.dft import dft_bases, irdft, rdft
 
-__all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "masked_group_norm"]
+__all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "SpectralFilter", "masked_group_norm"]
 
 
 class GlobalFilter(nn.Module):
@@ -86,6 +86,63 @@ class GlobalFilter(nn.Module):
         return out.to(x.dtype)
 
 
+class SpectralFilter(nn.Module):
+    """The released code's global branch (``model.gmg.filter: spectral``): (B, D, T) -> (B, D, T), each video
+    transformed over its own ``lengths`` steps (its valid steps, or the released variant's canvas).
+
+    X = rfft(h); W = SoftShrink_0.001(A2 ReLU(A1 X + b1) + b2), A_i = w_i[0] + j w_i[1] one complex scalar per
+    channel, ReLU and SoftShrink on real and imaginary parts apart; out = irfft(W * X).
+    """
+
+    def __init__(self, dim: int, shrink: float = 1e-3):
+        super().__init__()
+        self.w1 = nn.Parameter(0.02 * torch.randn(2, dim, 1))
+        self.b1 = nn.Parameter(0.02 * torch.randn(2, dim))
+        self.w2 = nn.Parameter(0.02 * torch.randn(2, dim, 1))
+        self.b2 = nn.Parameter(0.02 * torch.randn(2, dim))
+        self.shrink = shrink
+
+    def weights(self, xr: Tensor, xi: Tensor) -> tuple[Tensor, Tensor]:
+        """W's real and imaginary parts from X's, (..., D, F) each."""
+        w1, b1, w2, b2 = self.w1, self.b1[..., None], self.w2, self.b2[..., None]
+        o1r = F.relu(xr * w1[0] - xi * w1[1] + b1[0])
+        o1i = F.relu(xi * w1[0] + xr * w1[1] + b1[1])
+        o2r = o1r * w2[0] - o1i * w2[1] + b2[0]
+        o2i = o1i * w2[0] + o1r * w2[1] + b2[1]
+        return F.softshrink(o2r, self.shrink), F.softshrink(o2i, self.shrink)
+
+    def filtered(self, h: Tensor) -> Tensor:
+        """(..., D, T) real -> (..., D, T): the filter applied over the whole last axis."""
+        X = torch.fft.rfft(h, dim=-1, norm="ortho")  # (..., D, F)
+        W = torch.complex(*self.weights(X.real, X.imag))  # (..., D, F)
+        return torch.fft.irfft(W * X, n=h.shape[-1], dim=-1, norm="ortho")
+
+    def forward(self, h: Tensor, lengths: list[int] | None) -> Tensor:
+        """``lengths``: each video's canvas (zero beyond it), or None when every canvas fills the tensor."""
+        x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # FFTs in fp32 under autocast
+        if lengths is None:
+            return self.filtered(x).to(h.dtype)
+        out = torch.zeros_like(x)
+        for b, c in enumerate(lengths):
+            out[b, :, :c] = self.filtered(x[b, :, :c])
+        return out.to(h.dtype)
+
+
+class MaskedSpectralFilter(SpectralFilter):
+    """:class:`SpectralFilter` over each video's valid steps, called as :class:`GlobalFilter` is: (x, mask);
+    under TorchScript tracing and ONNX export as matrix products (``cltdr.ops.dft``), as GlobalFilter."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]  # a mask, not lengths
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            return super().forward(x, mask.sum(-1).tolist())
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        bases = dft_bases(mask.sum(-1), h.shape[-1], h.dtype)
+        real, imag = rdft(h, bases)  # (B, D, F) each, zero beyond each video's bins
+        w_real, w_imag = self.weights(real, imag)
+        out = irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases)  # (B, D, T)
+        return out.to(x.dtype)
+
+
 class GMGMixer(nn.Module):
     """The gated branches of eq. 4, without the residual: (B, D, T) -> (B, D, T).
 
@@ -103,33 +160,55 @@ class GMGMixer(nn.Module):
     - ``gate=False`` drops both gates: f = x + FC(x) + Conv(x) + f_global.
 
     For example instant and global only: f = x + FC(x) + f_global; local only: f = x + Conv(x).
+
+    The released code's forms: ``gate_form: product`` makes the gates plain products and adds the branches'
+    input to the terms, f = [FC(x) * f_l] + [f_l] + [f_global] + x with f_l = Conv(x) * f_global (the same
+    rules when a branch is off; x is the block's LayerNorm here, the block adds its own residual);
+    ``filter: spectral`` makes f_global their filter (:class:`MaskedSpectralFilter`); ``instant_depthwise``
+    makes FC per-channel, ``local_kernel`` sets Conv's kernel; ``gate_init: zero`` starts FC's and Conv's
+    weights at 0, so the instant and local terms start at 0.
     """
 
     def __init__(self, dim: int, *, kernel_size: int = 3, options: GMGOptions = GMGOptions()):
         super().__init__()
         self.gate = options.gate
-        self.instant = nn.Conv1d(dim, dim, 1) if options.instant else None
-        self.local = MaskedConv1d(dim, dim, kernel_size, groups=dim) if options.local else None
+        self.product = options.gate_form == "product"
+        fc_groups = dim if options.instant_depthwise else 1
+        self.instant = nn.Conv1d(dim, dim, 1, groups=fc_groups) if options.instant else None
+        local_kernel = options.local_kernel or kernel_size
+        self.local = MaskedConv1d(dim, dim, local_kernel, groups=dim) if options.local else None
+        if options.gate_init == "zero":
+            for conv in (self.instant, self.local):
+                if conv is not None:
+                    nn.init.zeros_(conv.weight)
         self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
-        if options.global_ == "fft":
+        if options.global_ == "fft" and options.filter == "spectral":
+            self.global_filter = MaskedSpectralFilter(dim)
+        elif options.global_ == "fft":
             self.global_filter = GlobalFilter(dim, kernel_size, options.filter_init_std)
         elif options.global_ == "attention":
             self.global_filter = MaskedMultiHeadAttention(dim, options.num_heads)
 
     def _gated(self, gate: Tensor | None, x: Tensor) -> Tensor:
-        return F.relu(gate) * x if self.gate and gate is not None else x
+        if not self.gate or gate is None:
+            return x
+        return gate * x if self.product else F.relu(gate) * x
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
         f_instant = self.instant(h) if self.instant is not None else None
         f_local = self.local(h, mask)[0] if self.local is not None else None
         f_global = self.global_filter(h, mask) if self.global_filter is not None else None
+        local_term = self._gated(f_global, f_local) if f_local is not None else None
         terms = []
         if f_instant is not None:
-            terms.append(self._gated(f_local, f_instant))
-        if f_local is not None:
-            terms.append(self._gated(f_global, f_local))
+            # the ReLU form gates FC(x) with Conv(x), the product form with the gated local term
+            terms.append(self._gated(local_term if self.product else f_local, f_instant))
+        if local_term is not None:
+            terms.append(local_term)
         if f_global is not None:
             terms.append(f_global)
+        if self.product:
+            terms.append(h)
         return reduce(operator.add, terms)
 
 
@@ -137,6 +216,7 @@ class GMGBlock(MixerBlock):
     """One Gated Multi-Granularity block (eq. 4, see :class:`GMGMixer`), then GroupNorm + FFN, both residual.
 
     The branches read a LayerNorm of x (pre-norm, as TriDet's SGP block does); x itself is the residual.
+    ``layer_scale``: both residual branches scaled per channel, from this initial value (:class:`MixerBlock`).
     """
 
     def __init__(
@@ -148,16 +228,20 @@ class GMGBlock(MixerBlock):
         num_groups: int = 16,
         *,
         options: GMGOptions = GMGOptions(),
+        layer_scale: float | None = None,
     ):
         mixer = GMGMixer(dim, kernel_size=kernel_size, options=options)
-        super().__init__(dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups)
+        super().__init__(
+            dim, mixer, ffn_dim=ffn_dim, drop_path=drop_path, num_groups=num_groups, layer_scale=layer_scale
+        )
 
 
 class GMGEncoder(PyramidEncoder):
     """Projection, full-resolution GMG blocks, then (max-pool, GMG block) per extra level; LayerNorm per level.
 
     Input (B, C_in, T) with mask (B, T); output L levels of (B, D, T / 2^l) with their masks.
-    T must be a multiple of 2^(L-1) (the collate pads to it). ``options``: the switches of :class:`GMGMixer`.
+    T must be a multiple of 2^(L-1) (the collate pads to it). ``options``: the switches of :class:`GMGMixer`;
+    its ``layer_scale`` scales the blocks after each max-pool (where the released code has its AffineDropPath).
     """
 
     def __init__(
@@ -172,8 +256,9 @@ class GMGEncoder(PyramidEncoder):
         drop_path: float = 0.1,
         options: GMGOptions = GMGOptions(),
     ):
-        def block(stride: int) -> GMGBlock:
-            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, options=options)
+        def block(stride: int, level: int) -> GMGBlock:
+            scale = options.layer_scale if level > 0 else None
+            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, options=options, layer_scale=scale)
 
         super().__init__(
             in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks, kernel_size=kernel_size

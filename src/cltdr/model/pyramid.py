@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,12 +42,13 @@ class Projection(nn.Module):
 class MixerBlock(nn.Module):
     """The block skeleton of GMG, SGP (TriDet) and the local Transformer (ActionFormer):
 
-        y = skip(x) + DropPath(mixer(LN(x))),    out = y + DropPath(FFN(Norm(y)))
+        y = skip(x) + DropPath(s1 * mixer(LN(x))),    out = y + DropPath(s2 * FFN(Norm(y)))
 
     ``mixer`` maps the LayerNorm of x, (B, D, T) with mask (B, T), to (B, D, T / stride): the GMG branches,
     the SGP branches, attention or a conv. ``skip`` is x, or a masked max-pool when ``stride`` is 2 (ActionFormer's
     downsampling blocks). Norm is a GroupNorm over valid steps (GMG, SGP) or a LayerNorm (Transformer); the FFN is
-    1x1 conv, GELU, 1x1 conv.
+    1x1 conv, GELU, 1x1 conv. s1, s2 are 1, or learned per-channel scales started at ``layer_scale`` (CaiT's
+    LayerScale, the released code's AffineDropPath): a block then starts as the identity.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class MixerBlock(nn.Module):
         ffn_norm: Literal["group", "layer"] = "group",
         num_groups: int = 16,
         stride: int = 1,
+        layer_scale: float | None = None,
     ):
         super().__init__()
         if stride not in (1, 2):
@@ -73,23 +76,26 @@ class MixerBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Conv1d(dim, ffn_dim, 1), nn.GELU(), nn.Conv1d(ffn_dim, dim, 1))
         self.drop_path = DropPath(drop_path)
         self.stride = stride
+        self.scales = None if layer_scale is None else nn.Parameter(torch.full((2, dim, 1), float(layer_scale)))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(1).to(x.dtype)
         out_mask = downsample_mask(mask, self.stride)
         om = out_mask.unsqueeze(1).to(x.dtype)
         skip = masked_max_pool(x, mask)[0] if self.stride > 1 else x * m
-        x = skip + self.drop_path(self.mixer(self.norm(x) * m, mask) * om)
+        s1, s2 = (om, om) if self.scales is None else (self.scales[0] * om, self.scales[1] * om)
+        x = skip + self.drop_path(self.mixer(self.norm(x) * m, mask) * s1)
         # GroupNorm's statistics would include padded steps: normalise each video over its valid steps.
         norm = self.ffn_norm
         h = masked_group_norm(norm, x, out_mask) if isinstance(norm, nn.GroupNorm) else norm(x)
-        return x + self.drop_path(self.ffn(h) * om)
+        return x + self.drop_path(self.ffn(h) * s2)
 
 
 class PyramidEncoder(nn.Module):
     """Projection, ``num_stem_blocks`` blocks at full resolution, then one block per extra level; LN per level.
 
-    ``make_block(stride)`` builds one block, a module (B, D, T) x mask -> (B, D, T / stride). With
+    ``make_block(stride, level)`` builds one block, a module (B, D, T) x mask -> (B, D, T / stride), for
+    ``level`` 0 (the full-resolution stem) or 1 .. L-1 (the block that makes that level). With
     ``strided_blocks`` each extra level's block downsamples itself (stride 2, ActionFormer); otherwise a masked
     max-pool (k=3, s=2) precedes it (GMG, SGP, conv). ``make_block=None``: no blocks, max-pools only (TemporalMaxer).
     """
@@ -100,7 +106,7 @@ class PyramidEncoder(nn.Module):
         dim: int,
         num_levels: int,
         *,
-        make_block: Callable[[int], nn.Module] | None,
+        make_block: Callable[[int, int], nn.Module] | None,
         num_stem_blocks: int = 2,
         kernel_size: int = 3,
         strided_blocks: bool = False,
@@ -111,8 +117,8 @@ class PyramidEncoder(nn.Module):
         self.projection = Projection(in_dim, dim, kernel_size)
         self.stem, self.branch = nn.ModuleList(), nn.ModuleList()
         if make_block is not None:
-            self.stem.extend(make_block(1) for _ in range(num_stem_blocks))
-            self.branch.extend(make_block(2 if strided_blocks else 1) for _ in range(num_levels - 1))
+            self.stem.extend(make_block(1, 0) for _ in range(num_stem_blocks))
+            self.branch.extend(make_block(2 if strided_blocks else 1, l) for l in range(1, num_levels))
         self.level_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(num_levels))
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -162,7 +168,7 @@ class ConvEncoder(PyramidEncoder):
         kernel_size: int = 3,
         drop_path: float = 0.1,
     ):
-        def block(stride: int) -> MixerBlock:
+        def block(stride: int, level: int) -> MixerBlock:
             return MixerBlock(dim, ConvMixer(dim, dim, kernel_size), ffn_dim=ffn_dim, drop_path=drop_path)
 
         super().__init__(

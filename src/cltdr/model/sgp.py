@@ -62,7 +62,7 @@ class SGPEncoder(PyramidEncoder):
         kernel_size: int = 3,
         drop_path: float = 0.1,
     ):
-        def block(stride: int) -> MixerBlock:
+        def block(stride: int, level: int) -> MixerBlock:
             return MixerBlock(dim, SGPMixer(dim, window_size=window_size, k=k), ffn_dim=ffn_dim, drop_path=drop_path)
 
         super().__init__(

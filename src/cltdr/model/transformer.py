@@ -28,7 +28,7 @@ class TransformerEncoder(PyramidEncoder):
         kernel_size: int = 3,
         drop_path: float = 0.1,
     ):
-        def block(stride: int) -> MixerBlock:
+        def block(stride: int, level: int) -> MixerBlock:
             attention = MaskedMultiHeadAttention(
                 dim, num_heads, window=window_size, stride=stride, conv_qkv=True, kernel_size=kernel_size
             )

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cltdr.model.gmg import SpectralFilter
 from cltdr.model.layers import (
     ChannelLayerNorm,
     DropPath,
@@ -24,45 +25,7 @@ from cltdr.model.layers import (
     masked_max_pool,
 )
 
-__all__ = ["AffineDropPath", "ReleasedEncoder", "ReleasedGMGBlock", "SpectralFilter", "sinusoid_table"]
-
-
-class SpectralFilter(nn.Module):
-    """The released global branch: (B, D, T) -> (B, D, T), each video transformed over its own canvas.
-
-    X = rfft(h); W = SoftShrink_0.001(A2 ReLU(A1 X + b1) + b2), A_i = w_i[0] + j w_i[1] one complex scalar per
-    channel, ReLU and SoftShrink on real and imaginary parts apart; out = irfft(W * X).
-    """
-
-    def __init__(self, dim: int, shrink: float = 1e-3):
-        super().__init__()
-        self.w1 = nn.Parameter(0.02 * torch.randn(2, dim, 1))
-        self.b1 = nn.Parameter(0.02 * torch.randn(2, dim))
-        self.w2 = nn.Parameter(0.02 * torch.randn(2, dim, 1))
-        self.b2 = nn.Parameter(0.02 * torch.randn(2, dim))
-        self.shrink = shrink
-
-    def filtered(self, h: Tensor) -> Tensor:
-        """(..., D, T) real -> (..., D, T): the filter applied over the whole last axis."""
-        X = torch.fft.rfft(h, dim=-1, norm="ortho")  # (..., D, F)
-        xr, xi = X.real, X.imag
-        w1, b1, w2, b2 = self.w1, self.b1[..., None], self.w2, self.b2[..., None]
-        o1r = F.relu(xr * w1[0] - xi * w1[1] + b1[0])
-        o1i = F.relu(xi * w1[0] + xr * w1[1] + b1[1])
-        o2r = o1r * w2[0] - o1i * w2[1] + b2[0]
-        o2i = o1i * w2[0] + o1r * w2[1] + b2[1]
-        W = torch.view_as_complex(F.softshrink(torch.stack([o2r, o2i], -1), self.shrink))  # (..., D, F)
-        return torch.fft.irfft(W * X, n=h.shape[-1], dim=-1, norm="ortho")
-
-    def forward(self, h: Tensor, lengths: list[int] | None) -> Tensor:
-        """``lengths``: each video's canvas (zero beyond it), or None when every canvas fills the tensor."""
-        x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # FFTs in fp32 under autocast
-        if lengths is None:
-            return self.filtered(x).to(h.dtype)
-        out = torch.zeros_like(x)
-        for b, c in enumerate(lengths):
-            out[b, :, :c] = self.filtered(x[b, :, :c])
-        return out.to(h.dtype)
+__all__ = ["AffineDropPath", "ReleasedEncoder", "ReleasedGMGBlock", "sinusoid_table"]
 
 
 class AffineDropPath(nn.Module):
