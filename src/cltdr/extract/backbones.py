@@ -216,7 +216,10 @@ def load_state(
 ) -> None:
     """Load ``state`` into ``network``: every tensor of the network must be there; extra keys are allowed only
     under the prefixes ``ignore`` (a classifier head the backbone drops)."""
-    result = network.load_state_dict(state, strict=False)
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape
+        raise CheckpointError(f"backbone {backbone}: weights {source} do not fit its network ({err})") from None
     unexpected = [k for k in result.unexpected_keys if not k.startswith(ignore)]
     if result.missing_keys or unexpected:
         raise CheckpointError(
