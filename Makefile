@@ -1,4 +1,5 @@
-# Two commands: `make demo` (synthetic benchmark -> train -> test -> mAP table) and `make test` (the suite).
+# Two commands: `make demo` (synthetic benchmark -> train -> test -> mAP table) and `make test` (the suite);
+# `make demo-video` starts from synthetic video files (render -> extract -> train -> test -> subtitles, timelines).
 # Both create .venv when it is missing and install the package into it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ DEMO_OUT ?= demo-out
 # rather than letting pip download the newest CUDA build; elsewhere pip resolves torch as usual.
 LOCAL_TORCH := $(firstword $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)),$(wildcard $(d)/torch-*.whl)))
 
-.PHONY: demo test lint format install install-test bench clean
+.PHONY: demo demo-video test lint format install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ install-test: $(VENV)/.torch
 demo: install
 	$(BIN)/cltdr demo --out $(DEMO_OUT)
 
+demo-video: $(VENV)/.torch
+	$(BIN)/python -m pip install --quiet -e ".[video]"
+	$(BIN)/cltdr demo --video --out $(DEMO_OUT)-video
+
 test: install-test lint
 	$(BIN)/python -m pytest -q
 
@@ -44,4 +49,4 @@ bench: install
 	$(BIN)/python bench/bench_model.py
 
 clean:
-	rm -rf $(DEMO_OUT) build src/*.egg-info .pytest_cache
+	rm -rf $(DEMO_OUT) $(DEMO_OUT)-video build src/*.egg-info .pytest_cache

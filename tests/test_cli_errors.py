@@ -201,6 +201,54 @@ def relative_paths_and_a_missing_file(command: str) -> Case:
     return case
 
 
+def a_video(env: Env) -> Path:
+    from videos import moving_video  # PyAV (the video extra, part of test)
+
+    return moving_video(env.tmp_path / "clip.mp4", 1.5, 10.0, 32, 32)
+
+
+def extract_case(extra: list, fragment: str) -> Case:
+    def case(env: Env):
+        return ["extract", a_video(env), "--out", env.tmp_path / "features", "--quiet", *extra], [fragment]
+
+    return case
+
+
+def extract_missing_video(env: Env):
+    gone = env.tmp_path / "no-such.mp4"
+    return ["extract", gone, "--backbone", "tiny3d", "--out", env.tmp_path / "f"], [f"video file not found: {gone}"]
+
+
+def detect_video_without_a_card(env: Env):
+    return ["detect", env.trained_run, a_video(env), "--out", env.tmp_path / "p.json"], [
+        "this run was not trained on features of `cltdr extract` (its directory has no feature_card.json)",
+        "extract it with the backbone its features came from and pass the feature file",
+    ]
+
+
+def config_disagrees_with_the_card(env: Env):
+    from cltdr.extract.backbones import build_backbone
+    from cltdr.extract.card import card_path, write_card
+    from cltdr.extract.extract import ExtractSettings, make_card
+
+    card = make_card(build_backbone("tiny3d"), ExtractSettings(30.0, 8, 8), (64, 64))
+    write_card(env.data.feat_dir, card.model_copy(update={"dim": env.data.input_dim}))
+    config = env.write_config(env.data)  # sets dataset.feat_stride to the synthetic data's 4
+    return ["train", config, "--out", env.tmp_path / "run"], [
+        f"dataset.feat_stride is 4.0 in {config}, but the features' card {card_path(env.data.feat_dir)} says "
+        "stride 8 (tiny3d (random weights)",
+        "leave dataset.feat_stride out (the card fills it)",
+    ]
+
+
+def _torchvision_missing() -> bool:
+    try:
+        import torchvision.models.video  # noqa: F401
+    except Exception:
+        return True
+    return False
+
+
 CASES: dict[str, Case] = {
     "1: --resume with another train.epochs and lr": resume_with_more_epochs,
     "1: --resume with fewer training videos": resume_with_fewer_training_videos,
@@ -215,7 +263,31 @@ CASES: dict[str, Case] = {
     "10: relative paths that exist beside the config, not in the current directory": relative_paths_from_elsewhere,
     "10: train: relative paths and a missing feature file": relative_paths_and_a_missing_file("train"),
     "10: check: relative paths and a missing feature file": relative_paths_and_a_missing_file("check"),
+    "issue 10: extract with an unknown backbone": extract_case(
+        ["--backbone", "c3d"], "unknown backbone 'c3d'; expected one of"
+    ),
+    "issue 10: extract a video that does not exist": extract_missing_video,
+    "issue 10: extract --num-frames 0": extract_case(
+        ["--backbone", "tiny3d", "--num-frames", "0"], "--num-frames 0: expected a whole number of frames >= 1"
+    ),
+    "issue 10: extract --fps 0": extract_case(
+        ["--backbone", "tiny3d", "--fps", "0"], "--fps 0: the frame rate to resample to must be > 0"
+    ),
+    "issue 10: extract with tiny3d's (non-existent) pretrained weights": extract_case(
+        ["--backbone", "tiny3d", "--weights", "pretrained"],
+        "backbone tiny3d has no published weights: pass --weights random or a state-dict file",
+    ),
+    "issue 10: extract videomae without its model directory": extract_case(
+        ["--backbone", "videomae"], "backbone videomae loads a local model directory"
+    ),
+    "issue 10: detect a video with a run not trained on extracted features": detect_video_without_a_card,
+    "issue 10: train with a config key the features' card contradicts": config_disagrees_with_the_card,
 }
+if _torchvision_missing():  # CI: torchvision is optional, and its absence is a message
+    CASES["issue 10: extract with a torchvision backbone where torchvision does not import"] = extract_case(
+        ["--backbone", "r3d_18", "--weights", "random"],
+        "torchvision's video backbones need torchvision built for torch",
+    )
 
 
 @pytest.mark.usefixtures("no_epoch")

@@ -6,7 +6,7 @@ with ``training`` and the ``cli`` around them. The Python API (``cltdr.api``) is
 :class:`Localizer`, :class:`Detections`, :class:`Detection`; ``cltdr.deploy`` exports and runs a network file.
 """
 
-__version__ = "0.2.0"  # the one statement of the version: pyproject.toml reads it (CHANGELOG.md says what changed)
+__version__ = "0.3.0"  # the one statement of the version: pyproject.toml reads it (CHANGELOG.md says what changed)
 
 from cltdr.api import Detection, Detections, Localizer  # noqa: E402  (after the version, which they do not need)
 

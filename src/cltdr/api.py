@@ -6,8 +6,9 @@
     found = localizer(features, fps=30)            # features (T, C): numpy array or tensor, as stored
     for d in found:                                # Detection(label, score, start, end), seconds, best first
         print(d.label, d.score, d.start, d.end)
-    found.to_activitynet(), found.to_csv()
+    found.to_activitynet(), found.to_csv(), found.to_srt()
     by_video = localizer.detect_files(["a.npy", "b.npy"], fps=30)   # {video id (file stem): Detections}
+    found = localizer.detect_video("match.mp4")    # a run trained on `cltdr extract` features: extract, detect
 
 ``Localizer.from_export(FILE)`` runs a file of ``cltdr export-model`` (TorchScript or ONNX) through the same
 preparation and post-processing (``cltdr.deploy``). Each localizer holds its own model and config; a call holds
@@ -98,6 +99,12 @@ class Detections:
 
         return predictions_csv(result_file([self]), source=f"detections of {self.video_id!r}")
 
+    def to_srt(self) -> str:
+        """SRT subtitles, one cue ``label (score)`` per detection, by start time (``cltdr detect --format srt``)."""
+        from cltdr.evaluation.export import srt_text
+
+        return srt_text(self.to_activitynet())
+
 
 def result_file(found: Iterable[Detections]) -> dict[str, Any]:
     """An ActivityNet result file ``{"version", "results": {video: [entries]}, "external_data"}`` of several
@@ -116,6 +123,8 @@ class Localizer:
     model: Any = field(repr=False)  # a Detector in eval mode, or a cltdr.deploy.ExportedModel
     device: torch.device
     class_names: tuple[str, ...]
+    card_file: Optional[Path] = None  # the run's feature card (RUN/feature_card.json), when it was trained on
+    # features of `cltdr extract`: how detect_video extracts, and what detect_file's features must match
 
     @staticmethod
     def from_run(
@@ -130,10 +139,10 @@ class Localizer:
         one, else last); ``device``: 'auto' (the run's ``train.device``), 'cpu', 'cuda', 'cuda:N';
         ``preset``: 'benchmark' or 'deployment' post-processing, replacing the run's ``test.preset`` (keys its
         config sets still override); ``weights``: 'ema' or 'raw'."""
-        from cltdr.runs import load_trained_model
+        from cltdr.runs import RunDir, load_trained_model
 
         cfg, model, dev = load_trained_model(run_dir, checkpoint, device, weights)
-        return Localizer._of(cfg, model, dev, preset)
+        return Localizer._of(cfg, model, dev, preset, RunDir(run_dir).feature_card)
 
     @staticmethod
     def from_export(
@@ -147,14 +156,17 @@ class Localizer:
         config comes from the file unless ``run_dir`` names a run whose config to use instead. ``providers``:
         ONNX Runtime execution providers (default CPU)."""
         from cltdr.deploy import load_exported
-        from cltdr.runs import run_config
+        from cltdr.runs import RunDir, run_config
 
         exported = load_exported(path, providers=providers)
         cfg = exported.info.config if run_dir is None else run_config(run_dir)
-        return Localizer._of(cfg, exported, torch.device("cpu"), preset)
+        card = None if run_dir is None else RunDir(run_dir).feature_card
+        return Localizer._of(cfg, exported, torch.device("cpu"), preset, card)
 
     @staticmethod
-    def _of(cfg: Config, model: Any, device: torch.device, preset: Optional[str]) -> Localizer:
+    def _of(
+        cfg: Config, model: Any, device: torch.device, preset: Optional[str], card_file: Optional[Path] = None
+    ) -> Localizer:
         from cltdr.config import PRESETS
         from cltdr.data.build import class_names
 
@@ -163,7 +175,15 @@ class Localizer:
             if preset not in PRESETS:
                 raise CltdrError(f"unknown post-processing preset {preset!r}; expected one of {sorted(PRESETS)}")
             cfg.test.preset = preset  # type: ignore[assignment]  # checked just above
-        return Localizer(cfg, model, device, tuple(class_names(cfg)))
+        card = card_file if card_file is not None and card_file.is_file() else None
+        return Localizer(cfg, model, device, tuple(class_names(cfg)), card)
+
+    @property
+    def feature_card(self) -> Any:
+        """The run's :class:`~cltdr.extract.card.FeatureCard`, or None (not trained on extracted features)."""
+        from cltdr.extract.card import read_card
+
+        return None if self.card_file is None else read_card(self.card_file)
 
     @property
     def default_fps(self) -> Optional[float]:
@@ -214,8 +234,56 @@ class Localizer:
         """Detect actions in one feature file (read with the run's layout and keys; the video id is its stem)."""
         from cltdr.inference.runner import open_feature_file
 
+        self._check_card_of(path)
         stored = open_feature_file(self.config, path)
         return self._detect(stored, Path(path).stem, fps, None, feat_stride, num_frames, progress)
+
+    def _check_card_of(self, path: PathLike) -> None:
+        """Refuse a feature file whose folder's card disagrees with the run's (both cards named)."""
+        from cltdr.extract.card import card_path, check_same, find_card
+
+        folder = Path(path).parent
+        beside = find_card(folder)
+        if self.card_file is not None and beside is not None:
+            check_same(
+                self.feature_card,
+                str(self.card_file),
+                beside,
+                str(card_path(folder)),
+                hint=f"{path} was not made as the run's features were: extract its video again with the run's "
+                "settings (`cltdr detect RUN_DIR VIDEO` does)",
+            )
+
+    def backbone(self, weights: Optional[PathLike] = None) -> Any:
+        """The backbone the run's features were extracted with (its feature card), on this localizer's device,
+        checked against the card; ``weights``: where its weights file (or directory) is now, if it moved."""
+        from cltdr.extract.extract import backbone_of_card
+
+        if self.card_file is None:
+            raise CltdrError(
+                "this run was not trained on features of `cltdr extract` (its directory has no feature_card.json), "
+                "so it does not know how to extract a video: extract it with the backbone its features came from "
+                "and pass the feature file"
+            )
+        return backbone_of_card(self.feature_card, str(self.card_file), weights).to(self.device)
+
+    def detect_video(
+        self,
+        path: PathLike,
+        *,
+        backbone: Any = None,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> Detections:
+        """Extract one video file's features as the run's feature card says, then detect (the video id is the
+        file's stem, the duration the video's). ``backbone``: one from :meth:`backbone`, to reuse over videos."""
+        from cltdr.extract.extract import ExtractSettings, extract_video
+
+        backbone = backbone or self.backbone()
+        card = self.feature_card
+        found = extract_video(path, backbone, ExtractSettings.of_card(card, batch_size), self.device, progress=progress)
+        stored = StoredFeatures.of_array(found.features, self.input_dim, f"video {path}: features")
+        return self._detect(stored, Path(path).stem, card.fps, found.duration, None, None, progress)
 
     def iter_files(self, paths: Sequence[PathLike], **options: Any) -> Iterator[Detections]:
         """:meth:`detect_file` of each path in turn, lazily (``options``: its keywords); refuses at once, before

@@ -1,6 +1,8 @@
 """A run directory: the one place that says which file is where, its checkpoints, and loading a trained model.
 
     RUN/config.yaml                 the resolved config the run trained with
+    RUN/feature_card.json           the card of its features, when they came from ``cltdr extract``
+                                    (``cltdr.extract.card``): ``cltdr detect`` extracts videos as it says
     RUN/checkpoints/last.pt         the state after the last completed epoch (``--resume`` continues from it);
                                     ``cltdr import-checkpoint``: the authors' released weights
     RUN/checkpoints/prev.pt         the state of the epoch before (``--resume`` falls back to it when last.pt
@@ -30,6 +32,7 @@ import yaml
 
 from cltdr.config import Config, config_from_dict
 from cltdr.errors import CheckpointError, CltdrError, ConfigError
+from cltdr.extract.card import card_path
 from cltdr.utils.io import atomic_write
 
 CHECKPOINT_FORMAT = "cltdr-checkpoint-v1"
@@ -59,6 +62,7 @@ class RunDir:
         object.__setattr__(self, "root", Path(root))
 
     config = property(lambda self: self.root / "config.yaml")
+    feature_card = property(lambda self: card_path(self.root))
     checkpoints = property(lambda self: self.root / "checkpoints")
     last = property(lambda self: self.checkpoints / "last.pt")
     prev = property(lambda self: self.checkpoints / "prev.pt")

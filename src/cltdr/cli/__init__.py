@@ -3,6 +3,7 @@
     train.py       synth, train, demo
     infer.py       test, detect, export-model
     data.py        convert, check
+    extract.py     extract (video files -> features)
     evaluate.py    evaluate, diagnose, plot (timeline, scores, pr), report, export
     ablate.py      ablate
     checkpoint.py  import-checkpoint (the authors' released weights)
@@ -21,11 +22,11 @@ import argparse
 import sys
 import warnings
 
-from cltdr.cli import ablate, checkpoint, data, evaluate, infer, train
+from cltdr.cli import ablate, checkpoint, data, evaluate, extract, infer, train
 from cltdr.errors import CltdrError
 from cltdr.utils import distributed
 
-COMMANDS = (train, infer, data, evaluate, ablate, checkpoint)  # the modules of this package, in --help order
+COMMANDS = (train, infer, extract, data, evaluate, ablate, checkpoint)  # the modules of this package, in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 """``cltdr synth`` (the embedded synthetic benchmark), ``cltdr train`` (one run, or several seeds) and
-``cltdr demo`` (synthetic benchmark -> train -> test -> mAP table)."""
+``cltdr demo`` (synthetic benchmark -> train -> test -> mAP table; ``--video``: from synthetic video files)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    if args.video:
+        return demo_video(args)
     import time
 
     import yaml
@@ -107,6 +109,14 @@ def cmd_demo(args) -> None:
     echo(f"[demo] done in {time.time() - start:.0f} s: {', '.join(map(str, tested.written))}")
 
 
+def demo_video(args) -> None:
+    from cltdr.video_demo import run_video_demo
+
+    demo = run_video_demo(args.out, seed=args.seed, progress=not args.quiet, echo=echo)
+    echo(f"[demo] average mAP {100 * demo.average_mAP:.2f} over tIoU 0.3:0.1:0.7; e.g. {demo.subtitles[0]}")
+    echo(f"[demo] wrote {', '.join(map(str, demo.written))}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from cltdr.data.synth import PRESETS
 
@@ -142,5 +152,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="output folder: data/, run/, the metrics, predictions and report (default: %(default)s)",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic benchmark (default: %(default)s)")
+    s.add_argument(
+        "--video",
+        action="store_true",
+        help="start from synthetic video files instead: render -> cltdr extract (tiny3d, random weights) -> "
+        "train -> test -> SRT subtitles and a timeline PNG of a test video (needs PyAV: cltdr[video])",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)

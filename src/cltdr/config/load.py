@@ -1,7 +1,9 @@
-"""Reading a config: YAML file -> ``key=value`` overrides -> validation.
+"""Reading a config: YAML file -> ``key=value`` overrides -> validation -> the feature card's grid keys.
 
 An unknown key, a wrong type or an invalid value is a :class:`~cltdr.errors.ConfigError` naming the file and the
-dotted key. ``--set key=value`` overrides are applied before validation, so they are checked too.
+dotted key. ``--set key=value`` overrides are applied before validation, so they are checked too. Features made
+by ``cltdr extract`` fill ``dataset.input_dim``, ``feat_stride``, ``num_frames`` and ``feat_fps`` from the
+feature card in ``dataset.feat_dir`` (``cltdr.extract.card.fill_config``).
 """
 
 from __future__ import annotations
@@ -74,5 +76,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    from cltdr.extract.card import fill_config
+
     data = apply_overrides(data or {}, overrides or [])
-    return config_from_dict(data, str(path))
+    return fill_config(config_from_dict(data, str(path)), str(path))

@@ -1,7 +1,9 @@
-"""Prediction files in other formats: CSV, and the input files of the DETAD diagnosis tool.
+"""Prediction files in other formats: CSV, SRT subtitles, and the input files of the DETAD diagnosis tool.
 
 CSV: one row per detection, ``video,start,end,label,score``, videos in file order, each video's detections by
-descending score. DETAD (github.com/HumamAlwassel/DETAD) reads an ActivityNet result file that must hold the
+descending score. SRT: one video's detections as subtitles (``label (score)`` shown from start to end, in order
+of start; players show overlapping cues together), to watch the actions on the video.
+DETAD (github.com/HumamAlwassel/DETAD) reads an ActivityNet result file that must hold the
 keys ``version``, ``results`` and ``external_data`` and only labels of the ground truth, and a ground-truth file
 with ``database``, ``taxonomy`` and ``version`` whose annotations carry the action characteristics
 ``coverage``, ``length`` and ``num-instances`` (computed here as in :mod:`cltdr.evaluation.diagnosis`).
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +35,23 @@ def predictions_csv(predictions: Mapping, source: str = "predictions") -> str:
             (videos[i], repr(float(segments[i, 0])), repr(float(segments[i, 1])), labels[i], repr(float(scores[i])))
         )
     return out.getvalue()
+
+
+def srt_time(seconds: float) -> str:
+    """``HH:MM:SS,mmm``, an SRT timestamp."""
+    ms = max(int(round(seconds * 1000)), 0)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def srt_text(entries: Sequence[Mapping]) -> str:
+    """The SRT subtitles of one video's result entries (``{"label", "score", "segment"}``), by start time."""
+    order = sorted(range(len(entries)), key=lambda i: (entries[i]["segment"][0], -entries[i]["score"]))
+    cues = []
+    for n, i in enumerate(order, 1):
+        e = entries[i]
+        start, end = e["segment"]
+        cues.append(f"{n}\n{srt_time(start)} --> {srt_time(end)}\n{e['label']} ({e['score']:.2f})\n")
+    return "\n".join(cues)
 
 
 def _first_seen(videos: list[str]) -> np.ndarray:

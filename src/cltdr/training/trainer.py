@@ -39,6 +39,7 @@ from cltdr.data.build import (
 from cltdr.data.check import preflight
 from cltdr.data.sampler import GlobalBatchSampler
 from cltdr.errors import CltdrError, DataError
+from cltdr.extract.card import check_same, config_card, fill_config, read_card, write_card
 from cltdr.inference.runner import evaluate_split
 from cltdr.model import Detector, build_detector
 from cltdr.runs import (
@@ -158,6 +159,10 @@ class Trainer:
                 f"{self.run.root} already holds a run; pass --resume to continue it or choose another --out"
             )
         check_data_paths(cfg, config_file)  # a missing folder once, not once per video
+        # Features of `cltdr extract`: their card fills the grid keys (a config built in code did not pass through
+        # load_config), and is kept in the run, for detection on videos and for refusing other features.
+        cfg = fill_config(cfg, str(config_file or "the config"))
+        card, card_file = config_card(cfg)
         relative = relative_note(cfg)
         cfg = resolve_paths(cfg)
         self.cfg = cfg
@@ -199,6 +204,14 @@ class Trainer:
         self.epoch = 0
         self.best: dict | None = None
         self.resumed = resume
+        if resume and card is not None and self.run.feature_card.is_file():
+            check_same(
+                read_card(self.run.feature_card),
+                str(self.run.feature_card),
+                card,
+                str(card_file),
+                hint="--resume continues on the features the run started on: point dataset.feat_dir at them",
+            )
         if resume:
             state, path, passed_over = load_resumable(self.run, map_location=self.device)
             if passed_over:
@@ -211,6 +224,8 @@ class Trainer:
             for folder in (self.run.root, self.run.checkpoints):  # left by a process killed while writing
                 remove_stale_temporaries(folder)
             atomic_write_text(self.run.config, cfg.to_yaml())
+            if card is not None:
+                write_card(self.run.root, card)
 
     def _preflight(self) -> None:
         """Check every video of the training, validation and test subsets before the first epoch (a NaN in a test
