@@ -253,3 +253,20 @@ def test_an_unknown_device_is_a_config_error():
         config_from_dict(
             {"dataset": {"annotation_file": "a", "feat_dir": "b", "input_dim": 4}, "train": {"device": ok}}
         )
+
+
+def test_recipe_suggestions_keep_a_schedule_in_the_measured_envelope():
+    """`cltdr check`'s schedule and width suggestions (cltdr.training.recipe): inside the measured recipes (GTEA
+    5 + 20 epochs of 11 steps, THUMOS14 20 + 20 of 100) nothing; a short schedule is lengthened to >= 250 steps
+    with a 20% warm-up, a warm-up outside 10-50% is moved; a narrow model at lr 1e-4 gets the paper's width."""
+    from cltdr.training.recipe import MIN_STEPS, suggest_schedule, suggest_width
+
+    assert suggest_schedule(11, 5, 20) is None and suggest_schedule(100, 20, 20) is None
+    short = suggest_schedule(11, 5, 5)
+    assert short is not None and short.keys == {"train.warmup_epochs": 5, "train.epochs": 18}
+    assert (5 + 18) * 11 >= MIN_STEPS > (5 + 17) * 11
+    no_warmup = suggest_schedule(100, 0, 30)
+    assert no_warmup is not None and no_warmup.keys == {"train.warmup_epochs": 6, "train.epochs": 24}
+    assert suggest_schedule(100, 30, 10) is not None  # 75% warm-up
+    assert suggest_width(128, 1e-4).keys == {"model.embed_dim": 512, "model.head_dim": 512}
+    assert suggest_width(128, 1e-3) is None and suggest_width(512, 1e-4) is None

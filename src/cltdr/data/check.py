@@ -28,7 +28,7 @@ from cltdr.data.build import feature_store, load_split, pyramid_name
 from cltdr.data.dataset import TALDataset
 from cltdr.data.features import FeatureError, FeatureStore, check_length
 from cltdr.errors import DataError
-from cltdr.training.recipe import INITIAL_WEIGHT_SHARE, schedule
+from cltdr.training.recipe import INITIAL_WEIGHT_SHARE, schedule, suggest_schedule, suggest_width
 from cltdr.utils.text import counted
 
 CHECK_WINDOW = 16384  # steps read at a time by the checks (64 MB of 1024-channel float32)
@@ -306,12 +306,21 @@ def _recipe(cfg: Config, train: SplitReport) -> dict[str, Any]:
     """The schedule in optimiser steps and what the EMA averages at its end (``cltdr.training.recipe``)."""
     t = cfg.train
     sched = schedule(len(train.video_steps), t.batch_size, t.warmup_epochs, t.epochs, t.ema_decay, t.ema_warmup)
+    suggestions = [
+        s
+        for s in (
+            suggest_schedule(sched.iters_per_epoch, t.warmup_epochs, t.epochs),
+            suggest_width(cfg.model.embed_dim, t.lr),
+        )
+        if s is not None
+    ]
     return {
         "iters_per_epoch": sched.iters_per_epoch,
         "warmup_steps": sched.warmup_steps,
         "total_steps": sched.total_steps,
         "ema_horizon_steps": sched.ema_horizon,
         "ema_initial_share": sched.initial_share,
+        "suggestions": [{"set": s.keys, "why": s.why} for s in suggestions],
     }
 
 
@@ -402,6 +411,9 @@ def format_report(report: CheckReport, cfg: Config, max_problems: int = 10) -> s
             f"  schedule: {r['iters_per_epoch']} iterations per epoch, {r['warmup_steps']} warm-up + "
             f"{r['total_steps'] - r['warmup_steps']} steps = {r['total_steps']} optimiser steps; {ema}"
         )
+        for s in r["suggestions"]:
+            keys = " ".join(f"{k}={v}" for k, v in s["set"].items())
+            lines.append(f"  {keys}: {s['why']}")
     errors = report.errors
     if errors:
         lines.append(f"\nresult: {counted(len(errors), 'error')}: the dataset cannot be used as configured")
