@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cltdr.ops.norm import channel_layer_norm
+
 
 def downsample_mask(mask: Tensor, stride: int) -> Tensor:
     """(B, T) -> (B, ceil(T / stride)): a coarse step is valid when the fine step it is centred on is."""
@@ -56,18 +58,15 @@ class MaskedConv1d(nn.Conv1d):
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of a (B, C, T) tensor, computed in place along C: on a CPU this takes half the
-    time of ``layer_norm`` on the transposed tensor, and the conv that reads the result runs on a contiguous
-    input (a transposed one costs it about 1.5x). Half-precision inputs are normalised in fp32."""
+    """LayerNorm over channels of a (B, C, T) tensor, computed along C in place (``cltdr.ops.norm``): on a CPU
+    this takes half the time of ``layer_norm`` on the transposed tensor, and the conv that reads the result runs
+    on a contiguous input (a transposed one costs it about 1.5x). ``relu`` and ``mask`` ((B, 1, T) of 0 / 1)
+    follow it inside the same op, as the towers and the projection use it. Half-precision inputs are
+    normalised in fp32."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        centered = x - x.mean(1, keepdim=True)
-        out = centered * torch.rsqrt((centered * centered).mean(1, keepdim=True) + self.eps)  # (B, C, T)
-        if self.weight is None:
-            return out
-        return torch.addcmul(self.bias[:, None].to(out.dtype), out, self.weight[:, None].to(out.dtype))
+    def forward(self, x: Tensor, mask: Tensor | None = None, relu: bool = False) -> Tensor:
+        assert self.weight is not None and self.bias is not None, "an affine LayerNorm"
+        return channel_layer_norm(x, self.weight, self.bias, self.eps, mask, relu)
 
 
 class DropPath(nn.Module):
@@ -138,7 +137,7 @@ class ConvTower(nn.Module):
             # Within the mask the conv's own masking is redundant (the LayerNorm is per step and the product with
             # m re-zeroes padded steps): skip it. Inside a wider extent it is the released code's behaviour.
             y = cast(MaskedConv1d, conv).unmasked(x) if extent is None else conv(x, mask)[0]
-            x = F.relu(norm(y)) * m
+            x = norm(y, m, relu=True)
         return x
 
     def forward(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cltdr.model.layers import (
@@ -35,7 +34,7 @@ class Projection(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(1).to(x.dtype)
         for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x, mask)[0])) * m
+            x = norm(conv(x, mask)[0], m, relu=True)
         return x
 
 

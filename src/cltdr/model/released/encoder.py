@@ -162,7 +162,7 @@ class ReleasedEncoder(nn.Module):
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         e = None if lengths is None else extent.unsqueeze(1).to(x.dtype)
         for conv, norm in zip(self.embed, self.embed_norms):
-            x = _zero_beyond(F.relu(norm(conv(x, mask)[0])), e)
+            x = norm(conv(x, mask)[0], e, relu=True)
         if self.position is not None:
             canvas = lengths if lengths is not None else [x.shape[-1]] * x.shape[0]
             x = x + self.position_embedding(canvas, x.shape[-1]).to(x.dtype) * mask.unsqueeze(1).to(x.dtype)

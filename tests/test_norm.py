@@ -1,0 +1,45 @@
+"""cltdr.ops.norm: the fused LayerNorm (+ ReLU + mask) against the composed ops it replaces, and gradcheck."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cltdr.ops.norm import channel_layer_norm
+
+
+def _reference(x, weight, bias, eps, mask, relu):
+    """torch's own layer_norm over C of the (B, T, C) view, then ReLU and the mask as separate ops."""
+    out = F.layer_norm(x.transpose(1, 2), (x.shape[1],), weight, bias, eps).transpose(1, 2)
+    out = F.relu(out) if relu else out
+    return out * mask if mask is not None else out
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_channel_layer_norm_equals_the_composed_ops(relu, masked):
+    torch.manual_seed(0)
+    B, C, T = 2, 6, 9
+    x = torch.randn(B, C, T, dtype=torch.float64, requires_grad=True)
+    weight = (torch.rand(C, dtype=torch.float64) + 0.5).requires_grad_()
+    bias = torch.randn(C, dtype=torch.float64, requires_grad=True)
+    mask = (torch.arange(T)[None] < torch.tensor([T, 5])[:, None]).unsqueeze(1).double() if masked else None
+    args = (weight, bias, 1e-5, mask, relu)
+    torch.testing.assert_close(channel_layer_norm(x, *args), _reference(x, *args))
+    torch.autograd.gradcheck(lambda *t: channel_layer_norm(*t, 1e-5, mask, relu), (x, weight, bias))
+    g = torch.randn(B, C, T, dtype=torch.float64)
+    grads = torch.autograd.grad(channel_layer_norm(x, *args), (x, weight, bias), g)
+    expected = torch.autograd.grad(_reference(x, *args), (x, weight, bias), g)
+    for a, b in zip(grads, expected):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # the inference path (no autograd node) computes the same
+        torch.testing.assert_close(channel_layer_norm(x, *args), _reference(x, *args))
+
+
+def test_half_precision_is_normalised_in_fp32():
+    x = torch.randn(2, 8, 5).bfloat16()
+    w, b = torch.ones(8), torch.zeros(8)
+    out = channel_layer_norm(x, w, b, relu=True)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, _reference(x.float(), w, b, 1e-5, None, True))
