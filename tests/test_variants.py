@@ -44,6 +44,7 @@ VARIANTS = {
             "instant_depthwise": True,
             "local_kernel": 1,
             "layer_scale": 1e-4,
+            "stem_drop_path": False,
         },
         "cltdr": {
             "score": "logit_product",
@@ -226,20 +227,23 @@ def test_masked_spectral_filter_is_the_released_filter_per_video_and_exports_as_
     torch.testing.assert_close(traced(x * other[:, None], other), f(x * other[:, None], other))
 
 
-def test_gmg_zero_gate_init_and_layer_scale():
-    """gate_init 'zero': FC and Conv start at 0, so the block starts as its global term (relu form: f = x + f_g).
-    layer_scale: the blocks after each max-pool (not the stem) scale both residual branches, from the value."""
+def test_gmg_zero_gate_init_layer_scale_and_stem_drop_path():
+    """gate_init 'zero': FC and Conv start at 0 (weights and biases), so the block starts as its global term
+    (relu form: f = x + f_g). layer_scale: the blocks after each max-pool (not the stem) scale both residual
+    branches, from the value. stem_drop_path false: no stochastic depth in the full-resolution blocks."""
     from cltdr.model.gmg import GMGEncoder
 
     torch.manual_seed(0)
-    enc = GMGEncoder(12, 8, 3, ffn_dim=16, drop_path=0.0, options=GMGOptions(gate_init="zero", layer_scale=1e-4))
-    assert all(b.scales is None for b in enc.stem)
-    assert all(torch.equal(b.scales, torch.full((2, 8, 1), 1e-4)) for b in enc.branch)
+    opts = GMGOptions(gate_init="zero", layer_scale=1e-4, stem_drop_path=False)
+    enc = GMGEncoder(12, 8, 3, ffn_dim=16, drop_path=0.1, options=opts)
+    assert all(b.scales is None and b.drop_path.p == 0.0 for b in enc.stem)
+    assert all(torch.equal(b.scales, torch.full((2, 8, 1), 1e-4)) and b.drop_path.p == 0.1 for b in enc.branch)
     block = enc.stem[0].eval()
-    assert not block.mixer.instant.weight.any() and not block.mixer.local.weight.any()
+    for conv in (block.mixer.instant, block.mixer.local):
+        assert not conv.weight.any() and not conv.bias.any()
     x, mask = torch.randn(2, 8, 12), torch.ones(2, 12, dtype=torch.bool)
     h = block.norm(x)
-    torch.testing.assert_close(block.mixer(h, mask), _gated_biases(block, h))
+    torch.testing.assert_close(block.mixer(h, mask), block.mixer.global_filter(h, mask))
     scaled = enc.branch[0].eval()
     with torch.no_grad():
         scaled.scales.copy_(torch.rand(2, 8, 1))
@@ -248,14 +252,6 @@ def test_gmg_zero_gate_init_and_layer_scale():
     norm = scaled.ffn_norm
     expected = y + s2 * scaled.ffn(F.group_norm(y, norm.num_groups, norm.weight, norm.bias))
     torch.testing.assert_close(scaled(x, mask), expected, atol=1e-5, rtol=1e-5)
-
-
-def _gated_biases(block: GMGBlock, h: torch.Tensor) -> torch.Tensor:
-    """eq. 4's terms when FC and Conv have zero weights: FC = b_i, Conv = b_l (constants over time)."""
-    m = block.mixer
-    b_i, b_l = m.instant.bias[None, :, None], m.local.bias[None, :, None]
-    f_g = m.global_filter(h, torch.ones(h.shape[0], h.shape[-1], dtype=torch.bool))
-    return F.relu(b_l) * b_i + F.relu(f_g) * b_l + f_g
 
 
 def test_gmg_attention_global_branch_is_masked_self_attention():

@@ -217,14 +217,19 @@ class GMGOptions(_Section):
     )
     gate_init: Literal["default", "zero"] = Field(
         "default",
-        description="Initial weights of FC and Conv: PyTorch's default, or 0 (released code: the instant and "
-        "local terms start at 0 and the block starts as its global term).",
+        description="Initial weights and biases of FC and Conv: PyTorch's default, or 0 (released code: the "
+        "instant and local terms start at 0 and the block starts as its global term).",
     )
     instant_depthwise: bool = Field(
         False, description="FC is a per-channel (depth-wise) 1x1 conv, as in the released code, not a full one."
     )
     local_kernel: Optional[OddInt] = Field(
         None, description="Kernel of the local branch's Conv (None: model.kernel_size; the released code: 1)."
+    )
+    stem_drop_path: bool = Field(
+        True,
+        description="Stochastic depth (model.drop_path) also in the full-resolution blocks; false: only in the "
+        "blocks after each max-pool (released code).",
     )
     layer_scale: Optional[float] = Field(
         None,

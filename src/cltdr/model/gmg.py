@@ -166,7 +166,7 @@ class GMGMixer(nn.Module):
     rules when a branch is off; x is the block's LayerNorm here, the block adds its own residual);
     ``filter: spectral`` makes f_global their filter (:class:`MaskedSpectralFilter`); ``instant_depthwise``
     makes FC per-channel, ``local_kernel`` sets Conv's kernel; ``gate_init: zero`` starts FC's and Conv's
-    weights at 0, so the instant and local terms start at 0.
+    weights and biases at 0, so the instant and local terms start at 0.
     """
 
     def __init__(self, dim: int, *, kernel_size: int = 3, options: GMGOptions = GMGOptions()):
@@ -181,6 +181,7 @@ class GMGMixer(nn.Module):
             for conv in (self.instant, self.local):
                 if conv is not None:
                     nn.init.zeros_(conv.weight)
+                    nn.init.zeros_(conv.bias)
         self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
         if options.global_ == "fft" and options.filter == "spectral":
             self.global_filter = MaskedSpectralFilter(dim)
@@ -258,7 +259,8 @@ class GMGEncoder(PyramidEncoder):
     ):
         def block(stride: int, level: int) -> GMGBlock:
             scale = options.layer_scale if level > 0 else None
-            return GMGBlock(dim, ffn_dim, kernel_size, drop_path, options=options, layer_scale=scale)
+            drop = drop_path if level > 0 or options.stem_drop_path else 0.0
+            return GMGBlock(dim, ffn_dim, kernel_size, drop, options=options, layer_scale=scale)
 
         super().__init__(
             in_dim, dim, num_levels, make_block=block, num_stem_blocks=num_full_res_blocks, kernel_size=kernel_size

@@ -83,7 +83,7 @@ class MixerBlock(nn.Module):
         om = out_mask.unsqueeze(1).to(x.dtype)
         skip = masked_max_pool(x, mask)[0] if self.stride > 1 else x * m
         s1, s2 = (om, om) if self.scales is None else (self.scales[0] * om, self.scales[1] * om)
-        x = skip + self.drop_path(self.mixer(self.norm(x) * m, mask) * s1)
+        x = skip + self.drop_path(self.mixer(self.norm(x, m), mask) * s1)
         # GroupNorm's statistics would include padded steps: normalise each video over its valid steps.
         norm = self.ffn_norm
         h = masked_group_norm(norm, x, out_mask) if isinstance(norm, nn.GroupNorm) else norm(x)
