@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from cltdr.config import GMGOptions
 from cltdr.model.attention import MaskedMultiHeadAttention
-from cltdr.model.layers import MaskedConv1d, masked_group_norm
+from cltdr.model.layers import MaskedConv1d, masked_group_norm, run_conv
 from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
 from cltdr.ops.dft import dft_bases, irdft, rdft
 
@@ -174,14 +174,15 @@ class GMGMixer(nn.Module):
         self.gate = options.gate
         self.product = options.gate_form == "product"
         fc_groups = dim if options.instant_depthwise else 1
-        self.instant = nn.Conv1d(dim, dim, 1, groups=fc_groups) if options.instant else None
+        self.instant = nn.Conv1d(dim, dim, 1, groups=fc_groups) if options.instant else None  # FC
         local_kernel = options.local_kernel or kernel_size
         self.local = MaskedConv1d(dim, dim, local_kernel, groups=dim) if options.local else None
         if options.gate_init == "zero":
             for conv in (self.instant, self.local):
                 if conv is not None:
                     nn.init.zeros_(conv.weight)
-                    nn.init.zeros_(conv.bias)
+                    if conv.bias is not None:
+                        nn.init.zeros_(conv.bias)
         self.global_filter: nn.Module | None = None  # the global branch, FFT filter or self-attention
         if options.global_ == "fft" and options.filter == "spectral":
             self.global_filter = MaskedSpectralFilter(dim)
@@ -196,7 +197,7 @@ class GMGMixer(nn.Module):
         return gate * x if self.product else F.relu(gate) * x
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        f_instant = self.instant(h) if self.instant is not None else None
+        f_instant = run_conv(self.instant, h) if self.instant is not None else None
         f_local = self.local(h, mask)[0] if self.local is not None else None
         f_global = self.global_filter(h, mask) if self.global_filter is not None else None
         local_term = self._gated(f_global, f_local) if f_local is not None else None
