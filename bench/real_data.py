@@ -40,20 +40,41 @@ RECIPE = {
     "train": {"epochs": 20, "warmup_epochs": 5, "lr": 1e-4, "batch_size": 2, "device": "cpu"},
 }
 
+# The released code's forms on the paper variant, by part (the switches of model.gmg, model.cltdr and loss that
+# README "Ablations and model variants" lists), for ablating the two architectures' differences one at a time.
+RELEASED_FORMS: dict[str, dict[str, object]] = {
+    "encoder": {
+        "model.gmg.filter": "spectral",
+        "model.gmg.gate_form": "product",
+        "model.gmg.gate_init": "zero",
+        "model.gmg.instant_depthwise": True,
+        "model.gmg.local_kernel": 1,
+        "model.gmg.layer_scale": 1e-4,
+        "model.gmg.stem_drop_path": False,
+    },
+    "decoder": {
+        "model.cltdr.score": "logit_product",
+        "model.cltdr.offsets": "grid",
+        "model.cltdr.clff_depthwise": False,
+        "model.cltdr.fusion_kernel": 1,
+        "model.cltdr.depthwise": False,
+        "model.cltdr.depthwise_up": False,
+        "model.cltdr.boundary_input": "level",
+        "model.cltdr.detach_boundary": True,
+        "model.cltdr.center_scale": True,
+    },
+    "loss": {"loss.vfl_alpha": 0.25, "loss.cls_target": "binary", "loss.normalizer_init": 100.0},
+}
+
 # Variants: dotted overrides of the recipe. 'released' is the authors' architecture with their loss and
 # schedule settings (configs/released/thumos14_i3d.yaml's model and loss sections).
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "released": {
-        "model.variant": "released",
-        "model.ffn_dim": 768,
-        "loss.vfl_alpha": 0.25,
-        "loss.cls_target": "binary",
-        "loss.normalizer_init": 100.0,
-    },
+    "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
     "trident": {"model.decoder": "trident"},
     "actionformer": {"model.decoder": "actionformer"},
 }
+VARIANTS.update({f"released_{part}": forms for part, forms in RELEASED_FORMS.items()})
 
 
 def set_key(tree: dict, dotted: str, value: object) -> None:
