@@ -50,6 +50,17 @@ def config_dict(info: synth.SynthInfo, **sections: dict) -> dict:
     return data
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that sets torch's thread count for itself leaves it as it found it: runs compared bit for bit
+    (resume tests against a session-scoped run) must use the same kernels."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> synth.SynthInfo:
     """The tiny synthetic preset (16 training, 8 test videos, 32 channels). Read-only: copy it to change it."""
