@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cltdr.model.layers import ConvTower, MaskedConv1d, init_outputs, masked_mean, run_towers
+from cltdr.model.layers import ConvTower, LevelScales, MaskedConv1d, init_outputs, masked_mean, run_towers
 from cltdr.model.outputs import LevelOutputs, Refinement
 from cltdr.model.trident import trident_distances
 
@@ -177,9 +177,7 @@ class CLTDRDecoder(nn.Module):
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **tower)
         self.end_head = ConvTower(dim, head_dim, num_classes, **tower)
-        self.center_scales = (
-            nn.ParameterList(nn.Parameter(torch.tensor(1.0)) for _ in range(num_levels)) if center_scale else None
-        )
+        self.center_scales = LevelScales(num_levels) if center_scale else None
         self.detach_boundary, self.boundary_input = detach_boundary, boundary_input
         # CLFF (eq. 9): (depth-wise) strided conv from below, transposed conv from above.
         self.clff = (
@@ -203,13 +201,13 @@ class CLTDRDecoder(nn.Module):
             if shared_refine and self.refine_parts
             else {name: {name: n} for name, n in self.refine_parts.items()}
         )
+        # R_co starts at the prior (eq. 10's product of probabilities), or at logit 0 under the logit product,
+        # whose score then starts at 1/2 everywhere, as the released code's (zero bias)
+        r_co_prior = prior_prob if score == "geometric_mean" else 0.5
         for attr, parts in towers.items():
             head = ConvTower(dim, head_dim, sum(parts.values()), **tower)
             start = 0
             for name, n in parts.items():
-                # R_co starts at the prior (eq. 10's product of probabilities), or at logit 0 under the logit
-                # product, whose score then starts at 1/2 everywhere, as the released code's (zero bias)
-                r_co_prior = prior_prob if score == "geometric_mean" else 0.5
                 init_outputs(
                     head.out,
                     slice(start, start + n),
@@ -257,7 +255,7 @@ class CLTDRDecoder(nn.Module):
             B, T = f.shape[0], f.shape[-1]
             center = out["center"][l]
             if self.center_scales is not None:
-                center = F.relu(center * self.center_scales[l])
+                center = self.center_scales.scale(center, l)
             center = center.view(B, 2, self.num_bins + 1, T)
             offsets = out["refine_reg"][l] if "refine_reg" in out else None  # (B, 2, T) or (B, 2K, T)
             if offsets is not None and self.refinement.offsets == "grid":

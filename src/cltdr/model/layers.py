@@ -30,7 +30,7 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 def run_conv(conv: nn.Conv1d, x: Tensor) -> Tensor:
     """``conv(x)``; a per-channel kernel-1 conv as the per-channel affine map it is (a CPU runs grouped 1x1 convs
-    one group at a time, about 5x slower)."""
+    one group at a time, about 5x slower). It calls no forward hooks: hook the caller's module instead."""
     if conv.kernel_size[0] > 1 or conv.groups == 1 or conv.groups != conv.out_channels or conv.stride[0] != 1:
         return nn.Conv1d.forward(conv, x)  # not conv(x): a MaskedConv1d's own forward takes a mask
     out = x * conv.weight[:, 0]
@@ -151,6 +151,17 @@ class ConvTower(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
         return self.out(self.hidden(x, mask, extent), mask)[0]
+
+
+class LevelScales(nn.ParameterList):
+    """One learnt scalar per pyramid level (started at 1), applied as ReLU(s_l * x): the released code's scaling
+    of the centre-offset logits. A ParameterList, so its state-dict keys are ``<name>.<level>``."""
+
+    def __init__(self, num_levels: int):
+        super().__init__(nn.Parameter(torch.tensor(1.0)) for _ in range(num_levels))
+
+    def scale(self, x: Tensor, level: int) -> Tensor:  # a ParameterList cannot be called
+        return F.relu(x * self[level])
 
 
 def masked_group_norm(norm: nn.GroupNorm, x: Tensor, mask: Tensor) -> Tensor:

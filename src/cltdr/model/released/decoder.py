@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cltdr.model.cltdr import NeighbourFusion
-from cltdr.model.layers import ConvTower, MaskedConv1d, run_towers
+from cltdr.model.layers import ConvTower, LevelScales, MaskedConv1d, run_towers
 from cltdr.model.outputs import LevelOutputs, Refinement
 from cltdr.model.trident import trident_distances
 
@@ -78,7 +77,7 @@ class ReleasedDecoder(nn.Module):
         self.cls_head = ConvTower(dim, head_dim, num_classes, kernel_size=head_kernel, prior_prob=prior_prob, **tower)
         self.center_head = ConvTower(dim, head_dim, 2 * (num_bins + 1), kernel_size=head_kernel, **tower)
         _zero_bias(self.center_head.out)
-        self.center_scales = nn.ParameterList(nn.Parameter(torch.tensor(1.0)) for _ in range(num_levels))
+        self.center_scales = LevelScales(num_levels)
         boundary: dict[str, Any] = dict(kernel_size=boundary_kernel, prior_prob=prior_prob, **tower)
         self.start_head = ConvTower(dim, head_dim, num_classes, **boundary)
         self.end_head = ConvTower(dim, head_dim, num_classes, **boundary)
@@ -107,7 +106,7 @@ class ReleasedDecoder(nn.Module):
         outputs = []
         for l in range(L):
             B, T = feats[l].shape[0], feats[l].shape[-1]
-            center = F.relu(out["center"][l] * self.center_scales[l]).view(B, 2, self.num_bins + 1, T)
+            center = self.center_scales.scale(out["center"][l], l).view(B, 2, self.num_bins + 1, T)
             r_co, r_so, r_eo = out["refine"][l].split(self.num_classes, dim=1)  # (B, K, T) each
             outputs.append(
                 LevelOutputs(
