@@ -117,3 +117,60 @@ def test_export_model_errors_exit_2(tmp_path, trained_run, capsys):
 
     with pytest.raises(CltdrError, match="unknown export format 'tflite'; expected one of torchscript, onnx"):
         export_model(trained_run, "tflite", tmp_path / "m")
+
+
+# ------------------------------------------------------------------------------------- the released variant
+def _released(tmp_path, **released) -> tuple:
+    from cltdr.config import config_from_dict
+    from cltdr.model import build_detector
+
+    model = {"variant": "released", "embed_dim": 16, "head_dim": 16, "ffn_dim": 24, "num_levels": 4, "num_bins": 4}
+    cfg = config_from_dict(
+        {
+            "dataset": {
+                "annotation_file": "a.json",
+                "feat_dir": "f",
+                "input_dim": 8,
+                "max_seq_len": 64,
+                "class_names": ["a", "b", "c"],
+            },
+            "model": {**model, "released": released},
+        }
+    )
+    torch.manual_seed(0)
+    detector = build_detector(cfg, 3).eval()
+    with torch.no_grad():  # random gates and scales: every branch counts in the comparison
+        for name, p in detector.named_parameters():
+            if "encoder.stem" in name or "encoder.branch" in name:
+                p.normal_(0, 0.3)
+    return cfg, detector
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_released_variant_exports_with_divisor_padding(tmp_path, fmt):
+    """model.variant 'released' with padding 'divisor': one graph for every length and a batch of different
+    lengths, each video computed on its own canvas (its length rounded up), as in eager PyTorch."""
+    from cltdr.deploy import export_network
+
+    cfg, detector = _released(tmp_path, padding="divisor", local_kernel=3)
+    out = export_network(detector, cfg, fmt, tmp_path / ("m.pt" if fmt == "torchscript" else "m.onnx"))
+    exported = load_exported(out)
+    assert exported.divisor == 24  # 2^(L-1) x local_kernel, the released canvas multiple
+    for lengths in ([96, 71, 30], [48, 48, 5]):  # the trace recorded no length
+        mask = torch.arange(96)[None] < torch.tensor(lengths)[:, None]
+        feats = torch.randn(3, 8, 96) * mask[:, None]
+        with torch.no_grad():
+            expected = detector.predict_dense(feats, mask)
+        got = exported.run(feats, mask)
+        for a, b in zip(expected[:2], got[:2]):
+            assert (a - b).abs().max() <= ATOL * max(1.0, a.abs().max().item())
+        assert torch.equal(expected[2], got[2])
+
+
+def test_released_variant_export_refuses_the_fixed_canvas(tmp_path):
+    from cltdr.deploy import export_network
+    from cltdr.errors import CltdrError
+
+    cfg, detector = _released(tmp_path)  # padding 'released': short videos on max_seq_len steps
+    with pytest.raises(CltdrError, match="padding 'divisor'.*padding 'released'"):
+        export_network(detector, cfg, "torchscript", tmp_path / "m.pt")

@@ -107,8 +107,8 @@ def test_spectral_filter_is_the_documented_formula():
     np.testing.assert_allclose(f(x, None)[0].detach().numpy(), ref, atol=1e-10)
     # per-video canvases: each transformed over its own length
     x2 = torch.cat([x, torch.zeros(1, D, 5, dtype=torch.float64)], -1)
-    np.testing.assert_allclose(f(x2, [T])[0, :, :T].detach().numpy(), ref, atol=1e-10)
-    assert (f(x2, [T])[0, :, T:] == 0).all()
+    np.testing.assert_allclose(f(x2, torch.tensor([T]))[0, :, :T].detach().numpy(), ref, atol=1e-10)
+    assert (f(x2, torch.tensor([T]))[0, :, T:] == 0).all()
 
 
 def test_refinement_in_grid_steps_is_segment_form():
@@ -326,7 +326,10 @@ def compare_levels(model, feats: torch.Tensor, ref: dict) -> dict[str, float]:
         for name, (a, b) in checks.items():
             diff = (a - b).abs().max().item()
             worst[name] = max(worst[name], diff)
-            assert diff <= 1e-5, f"level {l} {name}: max difference {diff:.2e}"
+            # 1e-5 of the largest value: coarse distances reach tens of strides, where fp32 rounding of the two
+            # systems' different (fused / unfused) LayerNorms alone gives ~1e-5 at one thread
+            tol = 1e-5 * max(1.0, b.abs().max().item())
+            assert diff <= tol, f"level {l} {name}: max difference {diff:.2e} (tolerance {tol:.2e})"
         diff = (refined[l][:n] - ref["distances"][l]).abs()
         tol = _ulp_tol(position[l][:n, None, None], stride[l][:n, None, None], ref["offsets"][l], ref["distances"][l])
         worst["refined"] = max(worst["refined"], diff.max().item())

@@ -30,6 +30,7 @@ from cltdr.config import Config, config_from_dict
 from cltdr.errors import CheckpointError, CltdrError
 from cltdr.model.detector import Detector
 from cltdr.model.outputs import VideoPrediction, level_lengths, split_videos
+from cltdr.model.released import ReleasedDetector
 
 FORMATS = ("torchscript", "onnx")
 EXPORT_FORMAT = "cltdr-export-v1"
@@ -108,19 +109,15 @@ def export_network(model: Detector, cfg: Config, fmt: str, out: str | Path, *, s
 
     if fmt not in FORMATS:
         raise CltdrError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if cfg.model.variant == "released":
-        raise CltdrError(
-            "model.variant 'released' cannot be exported yet (its canvas padding depends on each video's "
-            "length); export a run of the default variant, or run this one with `cltdr detect`"
-        )
+    divisor = input_multiple(model, cfg)
     cfg = cfg.model_copy(deep=True)
     cfg.dataset.class_names = class_names(cfg)
     model = model.cpu().float().eval()
-    info = ExportInfo(cfg, model.num_levels, model.divisor, source)
+    info = ExportInfo(cfg, model.num_levels, divisor, source)
     network = PreNMSNetwork(model).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = example_input(cfg.dataset.input_dim, model.divisor, 4 * model.divisor)
+    example = example_input(cfg.dataset.input_dim, divisor, 4 * divisor)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
         if fmt == "torchscript":
@@ -128,8 +125,25 @@ def export_network(model: Detector, cfg: Config, fmt: str, out: str | Path, *, s
             torch.jit.save(traced, str(out), _extra_files={META_KEY + ".json": info.to_json()})
         else:
             _export_onnx(network, example, out, info)
-    verify_export(network, load_exported(out), model.divisor, cfg.dataset.input_dim)
+    verify_export(network, load_exported(out), divisor, cfg.dataset.input_dim)
     return out
+
+
+def input_multiple(model: Detector, cfg: Config) -> int:
+    """What an exported file's input length T must be a multiple of: the coarsest stride, or the released
+    variant's canvas multiple. The released variant exports with ``padding: divisor`` only (a video's canvas is
+    then its length rounded up, which the padded input holds; the 'released' canvas of max_seq_len steps would
+    need inputs of that length) and without position embeddings (their table is resized per canvas length)."""
+    if not isinstance(model, ReleasedDetector):
+        return model.divisor
+    r = cfg.model.released
+    if r.padding != "divisor" or r.abs_position:
+        raise CltdrError(
+            f"model.variant 'released' exports with model.released.padding 'divisor' and abs_position false; this "
+            f"run has padding {r.padding!r} and abs_position {r.abs_position} (the canvas of max_seq_len steps and "
+            "the resized position table depend on each video's length): run it with `cltdr detect`"
+        )
+    return model.canvas_multiple
 
 
 def _export_onnx(network: nn.Module, example: tuple[Tensor, Tensor], out: Path, info: ExportInfo) -> None:

@@ -18,7 +18,7 @@ from cltdr.config import GMGOptions
 from cltdr.model.attention import MaskedMultiHeadAttention
 from cltdr.model.layers import MaskedConv1d, masked_group_norm, run_conv
 from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
-from cltdr.ops.dft import dft_bases, irdft, rdft
+from cltdr.ops.dft import dft_bases, exporting, irdft, rdft
 
 __all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "SpectralFilter", "masked_group_norm"]
 
@@ -62,7 +62,7 @@ class GlobalFilter(nn.Module):
         return [torch.complex(*wi.to(s.real.dtype).chunk(2, dim=0)) for wi, s in zip(w, specs)]
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if exporting():
             return self.forward_dft(x, mask)
         # FFTs of half precision need power-of-two lengths: transform in fp32 under autocast.
         h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
@@ -117,30 +117,29 @@ class SpectralFilter(nn.Module):
         W = torch.complex(*self.weights(X.real, X.imag))  # (..., D, F)
         return torch.fft.irfft(W * X, n=h.shape[-1], dim=-1, norm="ortho")
 
-    def forward(self, h: Tensor, lengths: list[int] | None) -> Tensor:
-        """``lengths``: each video's canvas (zero beyond it), or None when every canvas fills the tensor."""
+    def forward(self, h: Tensor, lengths: Tensor | None) -> Tensor:
+        """``lengths`` (B,): each video's canvas (zero beyond it), or None when every canvas fills the tensor.
+        Under TorchScript tracing and ONNX export the transforms are matrix products (``cltdr.ops.dft``), which
+        follow the lengths as a tensor."""
         x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # FFTs in fp32 under autocast
         if lengths is None:
             return self.filtered(x).to(h.dtype)
+        if exporting():
+            bases = dft_bases(lengths, x.shape[-1], x.dtype)
+            real, imag = rdft(x, bases)  # (B, D, F) each, zero beyond each video's bins
+            w_real, w_imag = self.weights(real, imag)
+            return irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases).to(h.dtype)
         out = torch.zeros_like(x)
-        for b, c in enumerate(lengths):
+        for b, c in enumerate(lengths.tolist()):
             out[b, :, :c] = self.filtered(x[b, :, :c])
         return out.to(h.dtype)
 
 
 class MaskedSpectralFilter(SpectralFilter):
-    """:class:`SpectralFilter` over each video's valid steps, called as :class:`GlobalFilter` is: (x, mask);
-    under TorchScript tracing and ONNX export as matrix products (``cltdr.ops.dft``), as GlobalFilter."""
+    """:class:`SpectralFilter` over each video's valid steps, called as :class:`GlobalFilter` is: (x, mask)."""
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]  # a mask, not lengths
-        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            return super().forward(x, mask.sum(-1).tolist())
-        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        bases = dft_bases(mask.sum(-1), h.shape[-1], h.dtype)
-        real, imag = rdft(h, bases)  # (B, D, F) each, zero beyond each video's bins
-        w_real, w_imag = self.weights(real, imag)
-        out = irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases)  # (B, D, T)
-        return out.to(x.dtype)
+        return super().forward(x, mask.sum(-1))
 
 
 class GMGMixer(nn.Module):

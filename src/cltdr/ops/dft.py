@@ -17,6 +17,11 @@ import torch
 from torch import Tensor
 
 
+def exporting() -> bool:
+    """Whether the caller runs under TorchScript tracing or ONNX export: the FFT paths then take these ops."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 class DFTBases(NamedTuple):
     """The bases of :func:`rdft` / :func:`irdft` for lengths n (B,) on a tensor of T steps."""
 

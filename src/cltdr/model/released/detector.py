@@ -17,6 +17,7 @@ from cltdr.model.losses import distance_iou, iou_loss, sigmoid_focal_loss, varif
 from cltdr.model.outputs import LevelOutputs, Outputs
 from cltdr.model.released.decoder import ReleasedDecoder
 from cltdr.model.released.encoder import ReleasedEncoder
+from cltdr.ops.dft import exporting
 
 __all__ = ["ReleasedDetector", "canvas_lengths"]
 
@@ -66,11 +67,17 @@ class ReleasedDetector(Detector):
 
     def encode_decode(self, feats: Tensor, mask: Tensor) -> tuple[list[LevelOutputs], list[Tensor]]:
         canvas = canvas_lengths(mask.sum(1), self.min_canvas, self.canvas_multiple)  # (B,)
-        T = max(int(canvas.max()), feats.shape[-1])
-        if T > feats.shape[-1]:  # padded further, with zeros, as the released code pads
-            feats, mask = F.pad(feats, (0, T - feats.shape[-1])), F.pad(mask, (0, T - mask.shape[-1]))
-        extent = torch.arange(T, device=mask.device)[None] < canvas[:, None]  # (B, T)
-        lengths = None if bool(extent.all()) else canvas.tolist()
+        if exporting():
+            # one graph for every T and mask: every canvas must fit the input (deploy.export_network checks
+            # that the canvas is the input rounded up), and the canvas lengths stay a tensor
+            extent = torch.arange(feats.shape[-1], device=mask.device)[None] < canvas[:, None]  # (B, T)
+            lengths: Tensor | None = canvas
+        else:
+            T = max(int(canvas.max()), feats.shape[-1])
+            if T > feats.shape[-1]:  # padded further, with zeros, as the released code pads
+                feats, mask = F.pad(feats, (0, T - feats.shape[-1])), F.pad(mask, (0, T - mask.shape[-1]))
+            extent = torch.arange(T, device=mask.device)[None] < canvas[:, None]  # (B, T)
+            lengths = None if bool(extent.all()) else canvas
         pyramid, masks, extents = self.encoder(feats, mask, extent, lengths)
         return self.decoder(pyramid, masks, extents), masks
 

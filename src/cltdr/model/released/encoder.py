@@ -2,8 +2,8 @@
 per level (``cltdr.model.released`` says where it differs from the paper).
 
 Shapes: B batch, C input channels, D channels, T steps of the current level, F = T // 2 + 1 frequency bins.
-Every module takes the valid ``mask`` (B, T) and the canvas ``extent`` (B, T) of each video, or the canvas
-lengths (None when every canvas fills the tensor); steps beyond a canvas stay zero.
+Every module takes the valid ``mask`` (B, T), the canvas ``extent`` (B, T) of each video and the canvas lengths
+(B,) (None when every canvas fills the tensor); steps beyond a canvas stay zero.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class ReleasedGMGBlock(nn.Module):
                 assert isinstance(layer, nn.Conv1d) and layer.bias is not None
                 layer.bias.zero_()
 
-    def forward(self, x: Tensor, mask: Tensor, extent: Tensor, lengths: list[int] | None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, extent: Tensor, lengths: Tensor | None) -> Tensor:
         """``lengths`` None: every canvas fills the tensor, so nothing needs zeroing beyond it."""
         m = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
         e = None if lengths is None else extent.unsqueeze(1).to(x.dtype)
@@ -105,8 +105,8 @@ class ReleasedEncoder(nn.Module):
     """Projection (two bias-free convs, LayerNorm, ReLU), optional position embeddings, full-resolution blocks,
     then (max-pool, block) per extra level, and a LayerNorm per level: (B, C, T) -> L x (B, D, T / 2^l).
 
-    ``forward`` takes the valid ``mask`` (B, T), the canvas ``extent`` (B, T) and the canvas lengths (None when
-    every canvas fills the tensor); it returns the levels with their masks and extents.
+    ``forward`` takes the valid ``mask`` (B, T), the canvas ``extent`` (B, T) and the canvas lengths (B,) (None
+    when every canvas fills the tensor); it returns the levels with their masks and extents.
     """
 
     def __init__(
@@ -150,13 +150,13 @@ class ReleasedEncoder(nn.Module):
         return out
 
     def forward(
-        self, x: Tensor, mask: Tensor, extent: Tensor, lengths: list[int] | None
+        self, x: Tensor, mask: Tensor, extent: Tensor, lengths: Tensor | None
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         e = None if lengths is None else extent.unsqueeze(1).to(x.dtype)
         for conv, norm in zip(self.embed, self.embed_norms):
             x = norm(conv(x, mask)[0], e, relu=True)
         if self.position is not None:
-            canvas = lengths if lengths is not None else [x.shape[-1]] * x.shape[0]
+            canvas = lengths.tolist() if lengths is not None else [x.shape[-1]] * x.shape[0]
             x = x + self.position_embedding(canvas, x.shape[-1]).to(x.dtype) * mask.unsqueeze(1).to(x.dtype)
         for block in self.stem:
             x = block(x, mask, extent, lengths)
@@ -164,7 +164,7 @@ class ReleasedEncoder(nn.Module):
         for block in self.branch:
             x = masked_max_pool(x, extent)[0]  # the released max-pool reads the whole canvas
             mask, extent = downsample_mask(mask, 2), downsample_mask(extent, 2)
-            lengths = None if lengths is None else [c // 2 for c in lengths]
+            lengths = None if lengths is None else lengths // 2
             x = block(x, mask, extent, lengths)
             feats.append(x)
             masks.append(mask)
