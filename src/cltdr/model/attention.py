@@ -72,7 +72,7 @@ class MaskedMultiHeadAttention(nn.Module):
         m = out_mask.unsqueeze(1).to(x.dtype)  # (B, 1, T')
         inputs = [x, x, x]
         if self.qkv_convs is not None and self.qkv_norms is not None:
-            inputs = [norm(conv(x, mask)[0]) * m for conv, norm in zip(self.qkv_convs, self.qkv_norms)]
+            inputs = [norm(conv(x, mask)[0], m) for conv, norm in zip(self.qkv_convs, self.qkv_norms)]
         B, D, T = inputs[0].shape
         q, k, v = (
             lin(h).view(B, self.num_heads, D // self.num_heads, T).transpose(2, 3)  # (B, H, T', E)

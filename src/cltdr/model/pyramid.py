@@ -135,7 +135,7 @@ class PyramidEncoder(nn.Module):
                 x = block(x, mask) if block is not None else x
             feats.append(x)
             masks.append(mask)
-        feats = [norm(f) * m.unsqueeze(1).to(f.dtype) for norm, f, m in zip(self.level_norms, feats, masks)]
+        feats = [norm(f, m.unsqueeze(1).to(f.dtype)) for norm, f, m in zip(self.level_norms, feats, masks)]
         return feats, masks
 
 

@@ -170,7 +170,7 @@ class ReleasedEncoder(nn.Module):
             masks.append(mask)
             extents.append(extent)
         if lengths is not None:
-            feats = [norm(f) * m.unsqueeze(1).to(f.dtype) for norm, f, m in zip(self.level_norms, feats, extents)]
+            feats = [norm(f, m.unsqueeze(1).to(f.dtype)) for norm, f, m in zip(self.level_norms, feats, extents)]
         else:
             feats = [norm(f) for norm, f in zip(self.level_norms, feats)]
         return feats, masks, extents
