@@ -67,10 +67,12 @@ RELEASED_FORMS: dict[str, dict[str, object]] = {
 }
 
 # Variants: dotted overrides of the recipe. 'released' is the authors' architecture with their loss and
-# schedule settings (configs/released/thumos14_i3d.yaml's model and loss sections).
+# schedule settings (configs/released/thumos14_i3d.yaml's model and loss sections); 'released_divisor' the same
+# architecture on each video's own length (no max_seq_len canvas) with the project's loss settings.
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
     "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
+    "released_divisor": {"model.variant": "released", "model.ffn_dim": 768, "model.released.padding": "divisor"},
     "trident": {"model.decoder": "trident"},
     "actionformer": {"model.decoder": "actionformer"},
 }

@@ -357,11 +357,11 @@ class Trainer:
 
     def _global_values(self, losses: dict[str, torch.Tensor], stand_in: bool) -> dict[str, float]:
         """The losses of the global batch: each process's share summed over the processes (a stand-in adds 0);
-        the batch's own in one process."""
-        if not self.proc.distributed:
-            return {k: v.item() for k, v in losses.items()}
-        shares = torch.stack([v.detach().float() for v in losses.values()]) * (0.0 if stand_in else 1.0)
-        return dict(zip(losses, distributed.global_sum(shares).tolist()))
+        the batch's own in one process. One host sync a step (stacked, not an ``.item()`` per value)."""
+        shares = torch.stack([v.detach().float() for v in losses.values()])
+        if self.proc.distributed:
+            shares = distributed.global_sum(shares * (0.0 if stand_in else 1.0))
+        return dict(zip(losses, shares.tolist()))
 
     def fit(self) -> Path:
         main = self.proc.main
