@@ -62,6 +62,8 @@ RELEASED_FORMS: dict[str, dict[str, object]] = {
         "model.cltdr.boundary_input": "level",
         "model.cltdr.detach_boundary": True,
         "model.cltdr.center_scale": True,
+        "model.cltdr.offset_kernel": 7,
+        "model.cltdr.offset_init": "default",
     },
     "loss": {"loss.vfl_alpha": 0.25, "loss.cls_target": "binary", "loss.normalizer_init": 100.0},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from cltdr.config import config_from_dict
+from cltdr.errors import ConfigError
 from cltdr.model import build_detector, count_parameters
 from cltdr.model.cltdr import CLTDRDecoder, CrossLevelFusion, downsample, upsample
 from cltdr.model.gmg import GlobalFilter, GMGBlock, GMGEncoder, masked_group_norm
@@ -379,12 +381,43 @@ def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
         ("fusion_kernel", 1),
         ("boundary_input", "level"),
         ("center_scale", True),
+        ("offset_kernel", 7),
     ],
 )
 def test_layout_options_keep_outputs_padding_invariant(key, value):
     """Each layout switch away from its default (the defaults are covered above)."""
     torch.manual_seed(0)
     _assert_padding_invariant(build_detector(small_cfg(cltdr={key: value}), 3).eval())
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_offset_kernel_predicts_the_offsets_with_a_conv_of_that_kernel(shared):
+    """offset_kernel 7 (released code): R_so, R_eo come from a kernel-7 conv reading the RefineHead tower's
+    features (beside R_co's conv when one tower predicts both); checked level by level against that conv run
+    directly, with random offset weights; the gap between levels laid end to end keeps them apart."""
+    torch.manual_seed(0)
+    opts = {"offset_kernel": 7, "shared_refine": shared, "offsets": "grid", "offset_init": "default"}
+    model = build_detector(small_cfg(cltdr=opts), 3).eval()
+    dec = model.decoder
+    head = dec.refine_head if shared else dec.refine_reg
+    conv = head.side if shared else head.out
+    assert conv.kernel_size == (7,) and conv.out_channels == 6 and dec.gap == 3
+    assert (head.out.kernel_size, head.out.out_channels) == (((3,), 3) if shared else ((7,), 6))
+    x, mask = torch.randn(2, 12, 64), _mask([64, 41], 64)
+    x = x * mask[:, None]
+    seen: dict = {}
+    dec.clff.register_forward_hook(lambda mod, args, out: seen.setdefault("clff", []).append((out, args[1])))
+    with torch.no_grad():
+        out = model(x, mask)
+        starts = [0, *itertools.accumulate(out.level_sizes)]
+        for l, (f_c, m) in enumerate(seen["clff"]):
+            h = head.hidden(f_c * m[:, None], m)
+            ref = F.conv1d(h, conv.weight, conv.bias, padding=3) * m[:, None]  # (B, 2K, T_l)
+            got = out.refine_offsets[:, starts[l] : starts[l + 1]][:, : m.shape[1]]
+            ref = torch.stack(ref.split(3, dim=1), -1)  # (B, K, T_l, 2)
+            torch.testing.assert_close(got, ref.transpose(1, 2), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="offset_kernel is set but model.cltdr.refine is .cls."):
+        small_cfg(cltdr={"offset_kernel": 7, "refine": "cls"})
 
 
 def test_channel_layer_norm_is_layer_norm_over_channels():

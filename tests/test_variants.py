@@ -53,6 +53,7 @@ VARIANTS = {
             "fusion_kernel": 1,
             "boundary_input": "level",
             "center_scale": True,
+            "offset_kernel": 7,
         },
     },
     "cls_none": {"cltdr": {"cls_levels": []}},

@@ -322,8 +322,12 @@ class CLTDROptions(_Section):
     offsets: Literal["strides", "grid"] = Field(
         "strides",
         description="Boundary refinement R_so, R_eo of eqs. 11-12: one pair per step in units of the level's "
-        "stride, or (released code) one pair per class in grid steps (the released code predicts them with "
-        "kernel-7 convs; here the RefineHead's own kernel).",
+        "stride, or (released code) one pair per class in grid steps.",
+    )
+    offset_kernel: Optional[OddInt] = Field(
+        None,
+        description="Kernel of the conv that predicts R_so, R_eo from the RefineHead's features (None: the "
+        "towers' kernel, in the RefineHead's last conv; the released code: 7, a conv of its own beside R_co's).",
     )
     clff_depthwise: bool = Field(
         True,
@@ -352,6 +356,11 @@ class CLTDROptions(_Section):
             levels = getattr(self, key)
             if len(set(levels)) != len(levels):
                 raise ValueError(f"model.cltdr.{key} lists a level twice: {levels}")
+        if self.offset_kernel is not None and self.refine not in ("both", "reg"):
+            raise ValueError(
+                f"model.cltdr.offset_kernel is set but model.cltdr.refine is {self.refine!r}: there are no "
+                "boundary offsets to predict (refine 'both' or 'reg')"
+            )
         return self
 
 

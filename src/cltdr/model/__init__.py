@@ -96,6 +96,7 @@ def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
         fusion_kernel=c.fusion_kernel,
         boundary_input=c.boundary_input,
         center_scale=c.center_scale,
+        offset_kernel=c.offset_kernel,
         num_levels=m.num_levels,
         **heads,
     )

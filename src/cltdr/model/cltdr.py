@@ -165,6 +165,7 @@ class CLTDRDecoder(nn.Module):
         fusion_kernel: int | None = None,
         boundary_input: Literal["regression", "level"] = "regression",
         center_scale: bool = False,
+        offset_kernel: int | None = None,
         num_levels: int = 1,
     ):
         super().__init__()
@@ -205,17 +206,31 @@ class CLTDRDecoder(nn.Module):
         # whose score then starts at 1/2 everywhere, as the released code's (zero bias)
         r_co_prior = prior_prob if score == "geometric_mean" else 0.5
         for attr, parts in towers.items():
-            head = ConvTower(dim, head_dim, sum(parts.values()), **tower)
+            # with offset_kernel, R_so / R_eo come from a conv of that kernel: the tower's last conv when they
+            # are all it predicts, else a side conv beside R_co's
+            side = offset_kernel is not None and "refine_reg" in parts and len(parts) > 1
+            last = {k: n for k, n in parts.items() if not (side and k == "refine_reg")}
+            head = ConvTower(
+                dim,
+                head_dim,
+                sum(last.values()),
+                out_kernel=offset_kernel if offset_kernel is not None and "refine_reg" in last else None,
+                side_out=(parts["refine_reg"], offset_kernel) if side and offset_kernel is not None else None,
+                **tower,
+            )
             start = 0
             for name, n in parts.items():
-                init_outputs(
-                    head.out,
-                    slice(start, start + n),
+                opts: dict[str, Any] = dict(
                     prior_prob=r_co_prior if name == "refine_cls" else None,
                     zero=name == "refine_reg" and offset_init == "zero",
                 )
-                start += n
+                if head.side is not None and name == "refine_reg":
+                    init_outputs(head.side, slice(None), **opts)
+                else:
+                    init_outputs(head.out, slice(start, start + n), **opts)
+                    start += n
             setattr(self, attr, head)
+        self.gap = max(kernel_size, offset_kernel or 1) // 2  # between levels laid end to end
         self.refinement = Refinement(score=score, offsets=offsets, clamp=clamp_refined)
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[LevelOutputs]:
@@ -246,7 +261,7 @@ class CLTDRDecoder(nn.Module):
                 }
             )
         # The towers share their weights across levels: each runs once over all levels laid end to end.
-        out = run_towers(towers, masks)
+        out = run_towers(towers, masks, gap=self.gap)
         if "refine_head" in out:  # one tower for both refinements: split its channels
             parts = [level.split(list(self.refine_parts.values()), dim=1) for level in out.pop("refine_head")]
             out.update({name: [p[i] for p in parts] for i, name in enumerate(self.refine_parts)})

@@ -117,7 +117,9 @@ class ConvTower(nn.Module):
     """``num_layers`` masked convs; LayerNorm + ReLU after all but the last, which predicts ``out_channels``.
 
     Every head of the decoder is one of these (classification, Trident centre / start / end branches,
-    refinement), so they differ only in widths and the initialisation of the last conv.
+    refinement), so they differ only in widths and the initialisation of the last conv. ``out_kernel``: the last
+    conv's kernel (default ``kernel_size``); ``side_out`` (channels, kernel): a second output conv reading the
+    same features, its channels after the last conv's (the released RefineHead's kernel-7 offset convs).
     """
 
     def __init__(
@@ -130,12 +132,15 @@ class ConvTower(nn.Module):
         kernel_size: int = 3,
         prior_prob: float | None = None,
         zero_init: bool = False,
+        out_kernel: int | None = None,
+        side_out: tuple[int, int] | None = None,
     ):
         super().__init__()
         widths = [in_channels] + [hidden] * (num_layers - 1)
         self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])
         self.norms = nn.ModuleList(ChannelLayerNorm(hidden) for _ in widths[:-1])
-        self.out = MaskedConv1d(widths[-1], out_channels, kernel_size)
+        self.out = MaskedConv1d(widths[-1], out_channels, out_kernel or kernel_size)
+        self.side = None if side_out is None else MaskedConv1d(widths[-1], *side_out)
         init_outputs(self.out, slice(None), prior_prob=prior_prob, zero=zero_init)
 
     def hidden(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
@@ -150,7 +155,10 @@ class ConvTower(nn.Module):
         return x
 
     def forward(self, x: Tensor, mask: Tensor, extent: Tensor | None = None) -> Tensor:
-        return self.out(self.hidden(x, mask, extent), mask)[0]
+        h = self.hidden(x, mask, extent)
+        if self.side is None:
+            return self.out(h, mask)[0]
+        return torch.cat([self.out(h, mask)[0], self.side(h, mask)[0]], 1)
 
 
 class LevelScales(nn.ParameterList):
