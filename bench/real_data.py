@@ -146,15 +146,18 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
     head = (
         "| variant | weights | "
         + " | ".join(f"split {s}" for s in splits)
-        + " | mean of splits | seed std (mean) | train s |"
+        + " | mean of splits | seed std (mean) | mAP at the lowest / highest tIoU (mean of runs) | train s |"
     )
-    lines = [head, "|" + "---|" * (len(splits) + 5)]
+    lines = [head, "|" + "---|" * (len(splits) + 6)]
     for v in variants:
         for w in ("ema", "raw"):
-            cells, means, stds, times = [], [], [], []
+            cells, means, stds, times, ends = [], [], [], [], []
             for s in splits:
-                vals = [results[(v, s, k)][w] for k in seeds if (v, s, k) in results]
-                times += [results[(v, s, k)]["train_s"] for k in seeds if (v, s, k) in results]
+                runs = [results[(v, s, k)] for k in seeds if (v, s, k) in results]
+                vals = [r[w] for r in runs]
+                times += [r["train_s"] for r in runs]
+                # where a variant wins: finding the actions (low tIoU) or placing their boundaries (high)
+                ends += [(r[f"{w}_mAP"][min(r[f"{w}_mAP"])], r[f"{w}_mAP"][max(r[f"{w}_mAP"])]) for r in runs]
                 cells.append(fmt(vals))
                 if vals:
                     means.append(statistics.mean(vals))
@@ -163,7 +166,8 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
             mean = f"{100 * statistics.mean(means):.1f}" if means else "-"
             std = f"{100 * statistics.mean(stds):.1f}" if stds else "-"
             t = f"{statistics.mean(times):.0f}" if times else "-"
-            lines.append(f"| {v} | {w} | " + " | ".join(cells) + f" | {mean} | {std} | {t} |")
+            low_high = " / ".join(f"{100 * statistics.mean(e):.1f}" for e in zip(*ends)) if ends else "-"
+            lines.append(f"| {v} | {w} | " + " | ".join(cells) + f" | {mean} | {std} | {low_high} | {t} |")
     return "\n".join(lines)
 
 
