@@ -214,7 +214,7 @@ class CLTDRDecoder(nn.Module):
                 dim,
                 head_dim,
                 sum(last.values()),
-                out_kernel=offset_kernel if offset_kernel is not None and "refine_reg" in last else None,
+                out_kernel=offset_kernel if "refine_reg" in last else None,
                 side_out=(parts["refine_reg"], offset_kernel) if side and offset_kernel is not None else None,
                 **tower,
             )

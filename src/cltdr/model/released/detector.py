@@ -68,8 +68,8 @@ class ReleasedDetector(Detector):
     def encode_decode(self, feats: Tensor, mask: Tensor) -> tuple[list[LevelOutputs], list[Tensor]]:
         canvas = canvas_lengths(mask.sum(1), self.min_canvas, self.canvas_multiple)  # (B,)
         if exporting():
-            # one graph for every T and mask: every canvas must fit the input (deploy.export_network checks
-            # that the canvas is the input rounded up), and the canvas lengths stay a tensor
+            # one graph for every T and mask: every canvas must fit the input (deploy.input_multiple exports
+            # padding 'divisor' only, whose canvas is the length rounded up), and the canvas lengths stay a tensor
             extent = torch.arange(feats.shape[-1], device=mask.device)[None] < canvas[:, None]  # (B, T)
             lengths: Tensor | None = canvas
         else:
