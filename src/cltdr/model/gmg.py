@@ -18,7 +18,7 @@ from cltdr.config import GMGOptions
 from cltdr.model.attention import MaskedMultiHeadAttention
 from cltdr.model.layers import MaskedConv1d, masked_group_norm, run_conv
 from cltdr.model.pyramid import MixerBlock, Projection, PyramidEncoder
-from cltdr.ops.dft import dft_bases, exporting, irdft, rdft
+from cltdr.ops.dft import exporting, filter_dft
 
 __all__ = ["GMGBlock", "GMGEncoder", "GMGMixer", "GlobalFilter", "Projection", "SpectralFilter", "masked_group_norm"]
 
@@ -77,13 +77,13 @@ class GlobalFilter(nn.Module):
         """:meth:`forward` with the real DFT as matrix products (``cltdr.ops.dft``): no per-video Python loop,
         the same output (tested against ``torch.fft``). (B, D, T) -> (B, D, T)."""
         h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        bases = dft_bases(mask.sum(-1), h.shape[-1], h.dtype)
-        real, imag = rdft(h, bases)  # (B, D, F) each, zero beyond each video's bins
-        keep = bases.bins[:, None, :].to(h.dtype)  # (B, 1, F)
-        hidden = F.relu(self.conv1(torch.cat([real, imag], 1))) * keep  # (B, 2D, F)
-        w_real, w_imag = self.conv2(hidden).chunk(2, dim=1)  # (B, D, F) each
-        out = irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases)  # (B, D, T)
-        return out.to(x.dtype)
+
+        def weights(real: Tensor, imag: Tensor, bins: Tensor) -> tuple[Tensor, Tensor]:
+            hidden = F.relu(self.conv1(torch.cat([real, imag], 1))) * bins  # (B, 2D, F)
+            w_real, w_imag = self.conv2(hidden).chunk(2, dim=1)  # (B, D, F) each
+            return w_real, w_imag
+
+        return filter_dft(h, mask.sum(-1), weights).to(x.dtype)
 
 
 class SpectralFilter(nn.Module):
@@ -124,11 +124,8 @@ class SpectralFilter(nn.Module):
         x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # FFTs in fp32 under autocast
         if lengths is None:
             return self.filtered(x).to(h.dtype)
-        if exporting():
-            bases = dft_bases(lengths, x.shape[-1], x.dtype)
-            real, imag = rdft(x, bases)  # (B, D, F) each, zero beyond each video's bins
-            w_real, w_imag = self.weights(real, imag)
-            return irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases).to(h.dtype)
+        if exporting():  # W is 0 beyond a video's bins wherever X is: no need for them
+            return filter_dft(x, lengths, lambda real, imag, bins: self.weights(real, imag)).to(h.dtype)
         out = torch.zeros_like(x)
         for b, c in enumerate(lengths.tolist()):
             out[b, :, :c] = self.filtered(x[b, :, :c])

@@ -11,7 +11,7 @@ They cost O(T^2) per channel (the FFT O(T log T)): the price of an exact, portab
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -55,3 +55,17 @@ def irdft(real: Tensor, imag: Tensor, bases: DFTBases) -> Tensor:
     As in ``irfft``, the imaginary parts of bin 0 and of bin n / 2 are ignored (their sines vanish)."""
     w = bases.weight[:, None, :]  # (B, 1, F)
     return (real * w) @ bases.cos.transpose(1, 2) - (imag * w) @ bases.sin.transpose(1, 2)
+
+
+SpectrumWeights = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def filter_dft(x: Tensor, lengths: Tensor, weights: SpectrumWeights) -> Tensor:
+    """The global filters' irfft(W * rfft(x)) of every video over its first n_b steps: (B, D, T) -> (B, D, T).
+
+    ``weights(real, imag, bins)`` computes W's real and imaginary parts (B, D, F) from X's, ``bins`` (B, 1, F)
+    being 1 where video b has bin k and 0 beyond (X is 0 there too)."""
+    bases = dft_bases(lengths, x.shape[-1], x.dtype)
+    real, imag = rdft(x, bases)  # (B, D, F) each
+    w_real, w_imag = weights(real, imag, bases.bins[:, None, :].to(x.dtype))
+    return irdft(real * w_real - imag * w_imag, real * w_imag + imag * w_real, bases)
