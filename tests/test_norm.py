@@ -43,3 +43,23 @@ def test_half_precision_is_normalised_in_fp32():
     out = channel_layer_norm(x, w, b, relu=True)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, _reference(x.float(), w, b, 1e-5, None, True))
+
+
+def test_statistics_stay_fp32_under_autocast():
+    """Under bf16 autocast the statistics (and the backward's means) are still taken in fp32."""
+    torch.manual_seed(0)
+    x = 100.0 + torch.randn(2, 64, 7)  # a large mean: bf16 statistics would be off by ~0.4
+    w, b = torch.ones(64, requires_grad=True), torch.zeros(64, requires_grad=True)
+    xg = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = channel_layer_norm(x, w.detach(), b.detach())
+        out_grad = channel_layer_norm(xg, w, b, relu=True)
+    close = dict(atol=1e-4, rtol=1e-3)  # fp32 rounding of a mean of 100; bf16 statistics miss by ~0.4
+    torch.testing.assert_close(out, _reference(x, w.detach(), b.detach(), 1e-5, None, False), **close)
+    torch.testing.assert_close(out_grad, _reference(x, w.detach(), b.detach(), 1e-5, None, True), **close)
+    g = torch.randn_like(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (grad,) = torch.autograd.grad(channel_layer_norm(xg, w, b), xg, g)
+    xr = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(_reference(xr, w, b, 1e-5, None, False), xr, g)
+    torch.testing.assert_close(grad, expected, **close)

@@ -17,25 +17,30 @@ from torch import Tensor
 __all__ = ["channel_layer_norm"]
 
 
-def _forward(
-    x: Tensor, weight: Tensor, bias: Tensor, eps: float, mask: Tensor | None, relu: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(out, x_hat, rstd): out = [ReLU](x_hat * weight + bias) [* mask], x_hat = (x - mean) * rstd over C."""
+def _statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(x - mean, rstd, scratch) over C: (B, C, T), (B, 1, T), and a spare (B, C, T) buffer for the output."""
     centered = x - x.mean(1, keepdim=True)
-    rstd = torch.rsqrt(centered.square().mean(1, keepdim=True).add_(eps))  # (B, 1, T)
-    x_hat = centered.mul_(rstd)  # (B, C, T)
-    out = torch.addcmul(bias[:, None].to(x.dtype), x_hat, weight[:, None].to(x.dtype))
+    scratch = centered.square()
+    rstd = scratch.mean(1, keepdim=True).add_(eps).rsqrt_()  # (B, 1, T)
+    return centered, rstd, scratch
+
+
+def _affine(x_hat: Tensor, weight: Tensor, bias: Tensor, mask: Tensor | None, relu: bool, out: Tensor) -> Tensor:
+    """out = [ReLU](x_hat * weight + bias) [* mask], written into ``out``."""
+    torch.addcmul(bias[:, None].to(x_hat.dtype), x_hat, weight[:, None].to(x_hat.dtype), out=out)
     if relu:
-        out = out.clamp_(min=0)
+        out.clamp_(min=0)
     if mask is not None:
-        out = out.mul_(mask)
-    return out, x_hat, rstd
+        out.mul_(mask)
+    return out
 
 
 class _ChannelLayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float, mask: Tensor | None, relu: bool):
-        out, x_hat, rstd = _forward(x, weight, bias, eps, mask, relu)
+        centered, rstd, scratch = _statistics(x, eps)
+        x_hat = centered.mul_(rstd)
+        out = _affine(x_hat, weight, bias, mask, relu, out=scratch)
         ctx.relu = relu
         ctx.save_for_backward(x_hat, rstd, weight, out if relu else mask)
         return out
@@ -47,10 +52,16 @@ class _ChannelLayerNorm(torch.autograd.Function):
             grad = grad * (gate > 0)
         elif gate is not None:
             grad = grad * gate
-        grad_weight = (grad * x_hat).sum((0, 2))
+        # With g = grad * weight (d loss / d x_hat): grad_x = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) * rstd.
+        # Two new (B, C, T) buffers at most: g goes into grad's when grad is this function's own product above,
+        # g * x_hat into that of grad * x_hat once it is reduced, and grad_x is computed in place over g.
+        gx = grad * x_hat  # (B, C, T)
+        grad_weight = gx.sum((0, 2))
         grad_bias = grad.sum((0, 2))
-        g = grad * weight[:, None]  # d loss / d x_hat, (B, C, T)
-        grad_x = (g - g.mean(1, keepdim=True) - x_hat * (g * x_hat).mean(1, keepdim=True)).mul_(rstd)
+        g = torch.mul(grad, weight[:, None].to(grad.dtype), out=grad if ctx.relu or gate is not None else None)
+        gx = torch.mul(g, x_hat, out=gx)
+        grad_x = g.sub_(g.mean(1, keepdim=True)).addcmul_(x_hat, gx.mean(1, keepdim=True), value=-1)
+        grad_x.mul_(rstd)
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
@@ -65,4 +76,5 @@ def channel_layer_norm(
         mask = mask.to(x.dtype)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
         return _ChannelLayerNorm.apply(x, weight, bias, eps, mask, relu)
-    return _forward(x, weight, bias, eps, mask, relu)[0]
+    centered, rstd, scratch = _statistics(x, eps)
+    return _affine(centered.mul_(rstd), weight, bias, mask, relu, out=scratch)
