@@ -17,30 +17,25 @@ from torch import Tensor
 __all__ = ["channel_layer_norm"]
 
 
-def _statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(x - mean, rstd, scratch) over C: (B, C, T), (B, 1, T), and a spare (B, C, T) buffer for the output."""
+def _forward(
+    x: Tensor, weight: Tensor, bias: Tensor, eps: float, mask: Tensor | None, relu: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(out, x_hat, rstd): out = [ReLU](x_hat * weight + bias) [* mask], x_hat = (x - mean) * rstd over C."""
     centered = x - x.mean(1, keepdim=True)
-    scratch = centered.square()
-    rstd = scratch.mean(1, keepdim=True).add_(eps).rsqrt_()  # (B, 1, T)
-    return centered, rstd, scratch
-
-
-def _affine(x_hat: Tensor, weight: Tensor, bias: Tensor, mask: Tensor | None, relu: bool, out: Tensor) -> Tensor:
-    """out = [ReLU](x_hat * weight + bias) [* mask], written into ``out``."""
-    torch.addcmul(bias[:, None].to(x_hat.dtype), x_hat, weight[:, None].to(x_hat.dtype), out=out)
+    rstd = torch.rsqrt(centered.square().mean(1, keepdim=True).add_(eps))  # (B, 1, T)
+    x_hat = centered.mul_(rstd)  # (B, C, T)
+    out = torch.addcmul(bias[:, None].to(x.dtype), x_hat, weight[:, None].to(x.dtype))
     if relu:
-        out.clamp_(min=0)
+        out = out.clamp_(min=0)
     if mask is not None:
-        out.mul_(mask)
-    return out
+        out = out.mul_(mask)
+    return out, x_hat, rstd
 
 
 class _ChannelLayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float, mask: Tensor | None, relu: bool):
-        centered, rstd, scratch = _statistics(x, eps)
-        x_hat = centered.mul_(rstd)
-        out = _affine(x_hat, weight, bias, mask, relu, out=scratch)
+        out, x_hat, rstd = _forward(x, weight, bias, eps, mask, relu)
         ctx.relu = relu
         ctx.save_for_backward(x_hat, rstd, weight, out if relu else mask)
         return out
@@ -76,5 +71,4 @@ def channel_layer_norm(
         mask = mask.to(x.dtype)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
         return _ChannelLayerNorm.apply(x, weight, bias, eps, mask, relu)
-    centered, rstd, scratch = _statistics(x, eps)
-    return _affine(centered.mul_(rstd), weight, bias, mask, relu, out=scratch)
+    return _forward(x, weight, bias, eps, mask, relu)[0]
