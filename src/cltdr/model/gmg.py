@@ -124,7 +124,9 @@ class SpectralFilter(nn.Module):
         x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # FFTs in fp32 under autocast
         if lengths is None:
             return self.filtered(x).to(h.dtype)
-        if exporting():  # W is 0 beyond a video's bins wherever X is: no need for them
+        # This W is computed bin by bin (no conv along frequency), so beyond a video's bins it reaches nothing and
+        # W * X is 0 there (X is): it needs no bins mask, unlike GlobalFilter's.
+        if exporting():
             return filter_dft(x, lengths, lambda real, imag, bins: self.weights(real, imag)).to(h.dtype)
         out = torch.zeros_like(x)
         for b, c in enumerate(lengths.tolist()):
