@@ -9,18 +9,30 @@ gets from ``configs/custom.yaml`` with the README's settings for such data) plus
 time; a finished run is kept, so the same command continues after an interruption. The table gives, per variant
 and weights, the mean +- std over seeds of each split and the mean over splits of the per-seed mean.
 The dataset is read in place and never copied.
+
+``--record FILE`` keeps every finished run's scores beyond its run folder, one JSON line each: the data set's
+folder name, variant, split, seed, the config it trained with (the recipe with its overrides, less the paths), the
+scores, and the code's commit. A run the record already holds (same data, split, seed and config) is not trained again,
+so runs of several sessions or machines add up to one table. ``bench/results/gtea-tcn.jsonl`` is the record of
+the README's GTEA figures:
+
+    python bench/real_data.py --data ../shared/data/gtea-tcn --out gtea-runs --record bench/results/gtea-tcn.jsonl \
+        --variants default released_divisor --splits 1 2 3 4 --seeds 2024 2025 2026
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -92,13 +104,19 @@ def parse_value(text: str) -> object:
     return yaml.safe_load(text)
 
 
-def write_config(path: Path, split_dir: Path, overrides: dict[str, object], seed: int) -> None:
+def settings(overrides: dict[str, object]) -> dict:
+    """The recipe with a run's overrides: its config less the data's paths and the seed."""
     cfg = json.loads(json.dumps(RECIPE))
+    for k, v in overrides.items():
+        set_key(cfg, k, v)
+    return cfg
+
+
+def write_config(path: Path, split_dir: Path, cfg: dict, seed: int) -> None:
+    cfg = json.loads(json.dumps(cfg))
     cfg["dataset"]["annotation_file"] = str(split_dir / "annotations.json")
     cfg["dataset"]["feat_dir"] = str(split_dir / "features")
     cfg["train"]["seed"] = seed
-    for k, v in overrides.items():
-        set_key(cfg, k, v)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -134,6 +152,69 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
     return scores
 
 
+class Record:
+    """The JSON-lines record of finished runs (``--record``): scores by (data, split, seed, config), so a run is
+    trained once whatever the run folder, and the file is rewritten whole through a temporary (atomically)."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.lock = path, threading.Lock()
+        self.entries: list[dict] = []
+        if path is not None and path.is_file():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        self.entries.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise SystemExit(f"{path}:{n}: not a JSON line ({e})") from None
+
+    @staticmethod
+    def key(data: str, split: int, seed: int, cfg: dict) -> tuple:
+        return data, split, seed, json.dumps(cfg, sort_keys=True)
+
+    def find(self, data: str, split: int, seed: int, cfg: dict) -> dict | None:
+        key = self.key(data, split, seed, cfg)
+        for e in self.entries:
+            if self.key(e["data"], e["split"], e["seed"], e["config"]) == key:
+                return e["scores"]
+        return None
+
+    def add(self, data: str, variant: str, split: int, seed: int, cfg: dict, scores: dict) -> None:
+        if self.path is None:
+            return
+        with self.lock:
+            if self.find(data, split, seed, cfg) is not None:
+                return
+            self.entries.append(
+                {
+                    "data": data,
+                    "variant": variant,
+                    "split": split,
+                    "seed": seed,
+                    "config": cfg,
+                    "scores": scores,
+                    "commit": commit(),
+                    "date": date.today().isoformat(),
+                }
+            )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries))
+            tmp.replace(self.path)
+
+
+def commit() -> str | None:
+    """The code's git commit (with '+' when tracked files have changed), or None outside a checkout."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        # changes to the record itself do not count: the code is what the commit names
+        status = [*git, "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)bench/results"]
+        dirty = subprocess.run(status, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
 def table(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:
     """Markdown: per variant and weights, each split's mean +- std over seeds and the mean over splits."""
 
@@ -153,11 +234,13 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
         for w in ("ema", "raw"):
             cells, means, stds, times, ends = [], [], [], [], []
             for s in splits:
-                runs = [results[(v, s, k)] for k in seeds if (v, s, k) in results]
+                # a recorded run may lack some figures (raw weights, per-tIoU mAP, time): each cell takes those it has
+                runs = [results[(v, s, k)] for k in seeds if w in results.get((v, s, k), {})]
                 vals = [r[w] for r in runs]
-                times += [r["train_s"] for r in runs]
+                times += [r["train_s"] for r in runs if "train_s" in r]
                 # where a variant wins: finding the actions (low tIoU) or placing their boundaries (high)
-                ends += [(r[f"{w}_mAP"][min(r[f"{w}_mAP"])], r[f"{w}_mAP"][max(r[f"{w}_mAP"])]) for r in runs]
+                maps = [r[f"{w}_mAP"] for r in runs if f"{w}_mAP" in r]
+                ends += [(m[min(m, key=float)], m[max(m, key=float)]) for m in maps]
                 cells.append(fmt(vals))
                 if vals:
                     means.append(statistics.mean(vals))
@@ -168,6 +251,26 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
             t = f"{statistics.mean(times):.0f}" if times else "-"
             low_high = " / ".join(f"{100 * statistics.mean(e):.1f}" for e in zip(*ends)) if ends else "-"
             lines.append(f"| {v} | {w} | " + " | ".join(cells) + f" | {mean} | {std} | {low_high} | {t} |")
+    return "\n".join(lines)
+
+
+def paired(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:
+    """Each variant against the first on the (split, seed) runs both have (EMA): the mean difference, its std and
+    t = mean / (std / sqrt(n)); |t| under about 2 is within the runs' noise."""
+    lines = []
+    base = variants[0]
+    for v in variants[1:]:
+        keys = [(s, k) for s in splits for k in seeds if "ema" in results.get((v, s, k), {})]
+        diffs = [
+            100 * (results[(v, *key)]["ema"] - results[(base, *key)]["ema"])
+            for key in keys
+            if "ema" in results.get((base, *key), {})
+        ]
+        if len(diffs) < 2:
+            continue
+        mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+        t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
+        lines.append(f"{v} - {base} (EMA, {len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}")
     return "\n".join(lines)
 
 
@@ -185,6 +288,7 @@ def main() -> int:
     p.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4])
     p.add_argument("--seeds", nargs="+", type=int, default=[2024, 2025, 2026])
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    p.add_argument("--record", type=Path, help="JSON-lines record of finished runs: read, and added to")
     args = p.parse_args()
     variants = dict(VARIANTS)
     for item in args.set:
@@ -198,6 +302,7 @@ def main() -> int:
         p.error(f"unknown variants {unknown}; expected among {list(variants)} or --set NAME:...")
     cltdr = str(Path(sys.executable).with_name("cltdr"))
     args.out.mkdir(parents=True, exist_ok=True)
+    record, data = Record(args.record), args.data.resolve().name
     jobs = []
     # seeds outermost, variants innermost: an interrupted sweep leaves every variant measured on the same runs
     for k in args.seeds:
@@ -206,20 +311,29 @@ def main() -> int:
                 run = args.out / v / f"split{s}" / f"seed-{k}"
                 run.parent.mkdir(parents=True, exist_ok=True)
                 config = run.parent / f"seed-{k}.yaml"
-                write_config(config, args.data / f"split{s}", {**recipe, **variants[v]}, k)
-                jobs.append(((v, s, k), run, config, run.parent / f"seed-{k}.log"))
+                cfg = settings({**recipe, **variants[v]})
+                write_config(config, args.data / f"split{s}", cfg, k)
+                jobs.append(((v, s, k), cfg, run, config, run.parent / f"seed-{k}.log"))
     results: dict = {}
 
     def work(job):
-        key, run, config, log = job
-        r = run_one(cltdr, run, config, log)
-        print(f"{key}: EMA {100 * r['ema']:.1f} raw {100 * r['raw']:.1f} ({r['train_s']:.0f} s)", flush=True)
+        key, cfg, run, config, log = job
+        v, s, k = key
+        r = record.find(data, s, k, cfg)
+        origin = "recorded"
+        if r is None:
+            r, origin = run_one(cltdr, run, config, log), "trained"
+            record.add(data, v, s, k, cfg, r)
+        print(
+            f"{key}: {origin}, " + ", ".join(f"{n} {r[n]:.4g}" for n in ("ema", "raw", "train_s") if n in r), flush=True
+        )
         return key, r
 
     with ThreadPoolExecutor(args.jobs) as pool:
         for key, r in pool.map(work, jobs):
             results[key] = r
     text = table(results, args.variants, args.splits, args.seeds)
+    text += "\n\n" + paired(results, args.variants, args.splits, args.seeds)
     (args.out / "table.md").write_text(text + "\n")
     print(text)
     return 0

@@ -1,0 +1,73 @@
+"""bench/real_data.py's record of finished runs and its paired comparison (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "real_data.py"
+
+
+@pytest.fixture(scope="module")
+def rd():
+    spec = importlib.util.spec_from_file_location("real_data", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_record_finds_a_run_by_its_whole_config_and_survives_a_reload(rd, tmp_path):
+    path = tmp_path / "record.jsonl"
+    record = rd.Record(path)
+    default, other = rd.settings({}), rd.settings({"train.lr": 1e-3})
+    assert default["train"]["lr"] == rd.RECIPE["train"]["lr"] and other["train"]["lr"] == 1e-3
+    record.add("gtea-tcn", "default", 1, 2024, default, {"ema": 0.5, "raw": 0.49})
+    record.add("gtea-tcn", "default", 1, 2024, default, {"ema": 0.9})  # already there: kept as it was
+
+    again = rd.Record(path)
+    assert again.find("gtea-tcn", 1, 2024, default) == {"ema": 0.5, "raw": 0.49}
+    # another config, split, seed or data set is another run
+    assert again.find("gtea-tcn", 1, 2024, other) is None
+    assert again.find("gtea-tcn", 2, 2024, default) is None
+    assert again.find("gtea-tcn", 1, 2025, default) is None
+    assert again.find("other-set", 1, 2024, default) is None
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["variant"] == "default"
+    assert not path.with_suffix(".tmp").exists()
+
+
+def test_a_broken_record_line_is_named(rd, tmp_path):
+    path = tmp_path / "record.jsonl"
+    path.write_text('{"data": "x"}\nnot json\n')
+    with pytest.raises(SystemExit, match=r"record.jsonl:2: not a JSON line"):
+        rd.Record(path)
+
+
+def test_table_and_paired_difference_from_partial_records(rd):
+    # b - a over (split, seed): +2, +4 and -1 points; the raw weights and times recorded for some runs only
+    results = {
+        ("a", 1, 1): {"ema": 0.50, "raw": 0.52, "train_s": 100.0, "ema_mAP": {"0.3": 0.6, "0.7": 0.4}},
+        ("a", 1, 2): {"ema": 0.40},
+        ("a", 2, 1): {"ema": 0.60},
+        ("b", 1, 1): {"ema": 0.52},
+        ("b", 1, 2): {"ema": 0.44},
+        ("b", 2, 1): {"ema": 0.59},
+    }
+    text = rd.table(results, ["a", "b"], [1, 2], [1, 2])
+    row_a = next(line for line in text.splitlines() if line.startswith("| a | ema"))
+    assert "| 45.0 ± 7.1 | 60.0 | 52.5 | 7.1 | 60.0 / 40.0 | 100 |" in row_a
+    row_a_raw = next(line for line in text.splitlines() if line.startswith("| a | raw"))
+    assert "| 52.0 | - | 52.0 |" in row_a_raw
+
+    diffs = [2.0, 4.0, -1.0]
+    mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+    t = mean / (std / math.sqrt(3))
+    assert rd.paired(results, ["a", "b"], [1, 2], [1, 2]) == (
+        f"b - a (EMA, 3 paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
+    )
