@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from cltdr.utils.io import atomic_write_json, atomic_write_text
+
 # The recipe of issue 17's measurements: configs/custom.yaml with the THUMOS14 model, lr 1e-4,
 # 5 warm-up + 20 epochs, batch 2, max_seq_len 1024. Grid: a step is a frame of the 128-d features.
 RECIPE = {
@@ -146,15 +148,13 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
             metrics = json.loads((dest / "metrics.json").read_text())
             scores[weights] = metrics["average_mAP"]
             scores[f"{weights}_mAP"] = metrics["mAP"]
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(scores, indent=1))
-    tmp.replace(result)
+    atomic_write_json(result, scores, indent=1)
     return scores
 
 
 class Record:
     """The JSON-lines record of finished runs (``--record``): scores by (data, split, seed, config), so a run is
-    trained once whatever the run folder, and the file is rewritten whole through a temporary (atomically)."""
+    trained once whatever the run folder; the file is rewritten whole, atomically, after each new run."""
 
     def __init__(self, path: Path | None):
         self.path, self.lock = path, threading.Lock()
@@ -166,24 +166,23 @@ class Record:
                         self.entries.append(json.loads(line))
                     except json.JSONDecodeError as e:
                         raise SystemExit(f"{path}:{n}: not a JSON line ({e})") from None
+        self.scores = {self.key(e["data"], e["split"], e["seed"], e["config"]): e["scores"] for e in self.entries}
 
     @staticmethod
     def key(data: str, split: int, seed: int, cfg: dict) -> tuple:
         return data, split, seed, json.dumps(cfg, sort_keys=True)
 
     def find(self, data: str, split: int, seed: int, cfg: dict) -> dict | None:
-        key = self.key(data, split, seed, cfg)
-        for e in self.entries:
-            if self.key(e["data"], e["split"], e["seed"], e["config"]) == key:
-                return e["scores"]
-        return None
+        return self.scores.get(self.key(data, split, seed, cfg))
 
     def add(self, data: str, variant: str, split: int, seed: int, cfg: dict, scores: dict) -> None:
         if self.path is None:
             return
+        key = self.key(data, split, seed, cfg)
         with self.lock:
-            if self.find(data, split, seed, cfg) is not None:
+            if key in self.scores:
                 return
+            self.scores[key] = scores
             self.entries.append(
                 {
                     "data": data,
@@ -197,9 +196,7 @@ class Record:
                 }
             )
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in self.entries))
 
 
 def commit() -> str | None:
@@ -260,12 +257,8 @@ def paired(results: dict, variants: list[str], splits: list[int], seeds: list[in
     lines = []
     base = variants[0]
     for v in variants[1:]:
-        keys = [(s, k) for s in splits for k in seeds if "ema" in results.get((v, s, k), {})]
-        diffs = [
-            100 * (results[(v, *key)]["ema"] - results[(base, *key)]["ema"])
-            for key in keys
-            if "ema" in results.get((base, *key), {})
-        ]
+        pairs = [(results.get((base, s, k), {}), results.get((v, s, k), {})) for s in splits for k in seeds]
+        diffs = [100 * (b["ema"] - a["ema"]) for a, b in pairs if "ema" in a and "ema" in b]
         if len(diffs) < 2:
             continue
         mean, std = statistics.mean(diffs), statistics.stdev(diffs)

@@ -39,7 +39,7 @@ def test_record_finds_a_run_by_its_whole_config_and_survives_a_reload(rd, tmp_pa
     assert again.find("other-set", 1, 2024, default) is None
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["variant"] == "default"
-    assert not path.with_suffix(".tmp").exists()
+    assert [f.name for f in tmp_path.iterdir()] == ["record.jsonl"]  # no temporary left beside it
 
 
 def test_a_broken_record_line_is_named(rd, tmp_path):
