@@ -23,6 +23,7 @@ the README's GTEA figures:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -154,18 +155,23 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
 
 class Record:
     """The JSON-lines record of finished runs (``--record``): scores by (data, split, seed, config), so a run is
-    trained once whatever the run folder; the file is rewritten whole, atomically, after each new run."""
+    trained once whatever the run folder. After each new run the file is read again and rewritten whole,
+    atomically, under a lock on its folder, so several processes (lanes) can add to one record."""
 
     def __init__(self, path: Path | None):
         self.path, self.lock = path, threading.Lock()
+        self.load()
+
+    def load(self) -> None:
+        """(Re)read the file: its entries and their index by key."""
         self.entries: list[dict] = []
-        if path is not None and path.is_file():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
+        if self.path is not None and self.path.is_file():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
                 if line.strip():
                     try:
                         self.entries.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise SystemExit(f"{path}:{n}: not a JSON line ({e})") from None
+                        raise SystemExit(f"{self.path}:{n}: not a JSON line ({e})") from None
         self.scores = {self.key(e["data"], e["split"], e["seed"], e["config"]): e["scores"] for e in self.entries}
 
     @staticmethod
@@ -176,27 +182,35 @@ class Record:
         return self.scores.get(self.key(data, split, seed, cfg))
 
     def add(self, data: str, variant: str, split: int, seed: int, cfg: dict, scores: dict) -> None:
+        """Add a finished run, unless the record (as now on disk) holds it already: the first one stays."""
         if self.path is None:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         key = self.key(data, split, seed, cfg)
-        with self.lock:
-            if key in self.scores:
-                return
-            self.scores[key] = scores
-            self.entries.append(
-                {
-                    "data": data,
-                    "variant": variant,
-                    "split": split,
-                    "seed": seed,
-                    "config": cfg,
-                    "scores": scores,
-                    "commit": commit(),
-                    "date": date.today().isoformat(),
-                }
-            )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in self.entries))
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            with self.lock:
+                fcntl.flock(folder, fcntl.LOCK_EX)  # other processes writing the same record wait here
+                # another process may have added runs since this one read the file: start from the file's runs
+                self.load()
+                if key in self.scores:
+                    return
+                self.scores[key] = scores
+                self.entries.append(
+                    {
+                        "data": data,
+                        "variant": variant,
+                        "split": split,
+                        "seed": seed,
+                        "config": cfg,
+                        "scores": scores,
+                        "commit": commit(),
+                        "date": date.today().isoformat(),
+                    }
+                )
+                atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in self.entries))
+        finally:
+            os.close(folder)  # closing the descriptor releases the lock
 
 
 def commit() -> str | None:

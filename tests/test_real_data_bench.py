@@ -42,6 +42,20 @@ def test_record_finds_a_run_by_its_whole_config_and_survives_a_reload(rd, tmp_pa
     assert [f.name for f in tmp_path.iterdir()] == ["record.jsonl"]  # no temporary left beside it
 
 
+def test_two_writers_of_one_record_keep_each_others_runs(rd, tmp_path):
+    # two lanes (processes) each read the record at start, then add their own runs
+    path = tmp_path / "record.jsonl"
+    cfg = rd.settings({})
+    lane_a, lane_b = rd.Record(path), rd.Record(path)
+    lane_a.add("gtea-tcn", "default", 1, 2024, cfg, {"ema": 0.5})
+    lane_b.add("gtea-tcn", "default", 2, 2024, cfg, {"ema": 0.6})
+    lane_b.add("gtea-tcn", "default", 1, 2024, cfg, {"ema": 0.7})  # lane A's run of the same config stays
+    again = rd.Record(path)
+    assert again.find("gtea-tcn", 1, 2024, cfg) == {"ema": 0.5}
+    assert again.find("gtea-tcn", 2, 2024, cfg) == {"ema": 0.6}
+    assert len(path.read_text().splitlines()) == 2
+
+
 def test_a_broken_record_line_is_named(rd, tmp_path):
     path = tmp_path / "record.jsonl"
     path.write_text('{"data": "x"}\nnot json\n')

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from cltdr.config import Config, GMGOptions, config_from_dict
 from cltdr.errors import ConfigError
 from cltdr.model import build_detector, count_parameters
-from cltdr.model.actionformer import ActionFormerDecoder
+from cltdr.model.actionformer import ActionFormerDecoder, relu_passing_gradient
 from cltdr.model.attention import MaskedMultiHeadAttention, attend
 from cltdr.model.cltdr import CLTDRDecoder, CrossLevelFusion, upsample
 from cltdr.model.gmg import GMGBlock
@@ -322,6 +322,23 @@ def test_actionformer_decoder_distances_are_scaled_relu_and_class_agnostic():
         torch.testing.assert_close(o.distances[:, :, 0], F.relu(dec.scales[l] * raw).transpose(1, 2))
         assert o.distances.shape[2] == 3 and (o.distances == o.distances[:, :, :1]).all()
         assert o.refine_logits is None and o.refine_offsets is None
+
+
+def test_actionformer_distances_clipped_at_zero_still_learn():
+    # A plain ReLU gives a negative output no gradient, so a channel negative everywhere never recovers.
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0], requires_grad=True)
+    y = relu_passing_gradient(x)
+    assert torch.equal(y, F.relu(x.detach()))
+    (y * torch.arange(1.0, 6.0)).sum().backward()
+    torch.testing.assert_close(x.grad, torch.arange(1.0, 6.0))
+    dec = ActionFormerDecoder(6, 3, 1, head_dim=8)
+    with torch.no_grad():
+        dec.reg_head.out.bias.fill_(-100.0)  # every distance clipped to 0
+    feats, masks = [torch.randn(1, 6, 8)], [torch.ones(1, 8, dtype=torch.bool)]
+    dist = dec(feats, masks)[0].distances
+    assert (dist == 0).all()
+    (-dist.sum()).backward()  # a loss that wants longer distances
+    assert dec.reg_head.out.bias.grad is not None and (dec.reg_head.out.bias.grad < 0).all()
 
 
 def test_unrefined_outputs_fall_back_to_the_coarse_ones():
