@@ -5,6 +5,9 @@
 
 PATH is a checkout of the released repository; cltdr never depends on it. Without one (no --released, or a
 path that is not such a checkout) the script says so and exits with status 0 after printing "skipped".
+``--tridet PATH`` measures TriDet's code (github.com/dingfengshi/TriDet) in its place: the released code is built
+on it, so the same config loader and ``make_meta_arch`` build its configs/thumos_i3d.yaml, and every figure
+below reads the same with "TriDet" for "released".
 
 Both models get random weights (fixed seed) and the same synthetic input: one video of T steps x C channels for
 inference, a batch of two with the same synthetic segments for training. The released model is built by their
@@ -60,7 +63,16 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from released_code import RELEASED_CONFIG, RELEASED_FILES, build_nms, checkout_problem, import_released  # noqa: E402
+from released_code import (  # noqa: E402
+    RELEASED_CONFIG,
+    RELEASED_FILES,
+    build_nms,
+    checkout_problem,
+    import_released,
+)
+
+TRIDET_CONFIG = "configs/thumos_i3d.yaml"
+TRIDET_FILES = ("libs/core/config.py", "libs/modeling/meta_archs.py", "libs/utils/nms.py", TRIDET_CONFIG)
 
 # The synthetic actions at T = 2304 (grid steps), scaled with T; one list per video of the training batch.
 SEGMENTS_2304 = ([[100.0, 180.0], [900.0, 960.0], [1500.0, 1900.0]], [[300.0, 340.0], [1200.0, 1500.0]])
@@ -69,19 +81,28 @@ FPS, FEAT_STRIDE, NUM_FRAMES = 30.0, 4, 16  # THUMOS14 I3D grid (both configs: f
 
 
 # ------------------------------------------------------------------------------------------ the released code
-def skip(message: str) -> None:
+def skip(message: str, expected: str) -> None:
     print(f"compare_released: {message}.")
-    print(
-        "  expected --released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
-        f"(with {', '.join(RELEASED_FILES)})"
-    )
+    print(f"  expected {expected}")
     print("skipped")
     sys.exit(0)
 
 
-def build_released(modeling, config, path: Path, T: int, C: int, K: int, seed: int):
+def tridet_problem(path: Path) -> str | None:
+    """Why ``path`` is not a checkout of TriDet's code, or None when it is."""
+    if not path.is_dir():
+        return f"{path} does not exist or is not a directory"
+    missing = [f for f in TRIDET_FILES if not (path / f).is_file()]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}"
+    if 'register_meta_arch("TriDet")' not in (path / "libs/modeling/meta_archs.py").read_text(errors="replace"):
+        return f"{path}/libs/modeling/meta_archs.py registers no TriDet meta arch"
+    return None
+
+
+def build_released(modeling, config, path: Path, config_file: str, T: int, C: int, K: int, seed: int):
     """Their THUMOS14 I3D model; the config keys changed to fit the requested input are returned as notes."""
-    cfg = config.load_config(str(path / RELEASED_CONFIG))
+    cfg = config.load_config(str(path / config_file))
     notes = []
     for key, value in (("input_dim", C), ("num_classes", K), ("max_seq_len", T)):
         if cfg["dataset"][key] != value:
@@ -124,10 +145,10 @@ def released_video(feats: torch.Tensor, segments: torch.Tensor, labels: torch.Te
 
 
 class Released:
-    name = "released"
+    """Their model (the released code's, or TriDet's with ``name`` 'tridet') behind the figures' methods."""
 
-    def __init__(self, model, cfg, real_nms: bool, feats, train_feats, segments, labels):
-        self.model, self.cfg, self.real_nms = model, cfg, real_nms
+    def __init__(self, name: str, model, cfg, real_nms: bool, feats, train_feats, segments, labels):
+        self.name, self.model, self.cfg, self.real_nms = name, model, cfg, real_nms
         self.params = sum(p.numel() for p in model.parameters())
         self.video = [released_video(feats, segments[0], labels[0], "synthetic")]
         self.batch = [
@@ -289,7 +310,9 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
-    p.add_argument("--released", type=Path, default=None, help="a checkout of LiQiang0307/CLTDR-GMG")
+    rival = p.add_mutually_exclusive_group()
+    rival.add_argument("--released", type=Path, default=None, help="a checkout of LiQiang0307/CLTDR-GMG")
+    rival.add_argument("--tridet", type=Path, default=None, help="a checkout of dingfengshi/TriDet, measured instead")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure and system (default 5)")
     p.add_argument("--length", type=int, default=2304, help="T, feature steps of the video (default 2304)")
@@ -314,14 +337,31 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
 
-    problem = checkout_problem(args.released)
-    if problem:
-        skip(problem)
-    path = args.released.resolve()
+    if args.tridet is not None:
+        rival_name, config_file, path, problem = "tridet", TRIDET_CONFIG, args.tridet, tridet_problem(args.tridet)
+        expected = (
+            f"--tridet PATH: a checkout of https://github.com/dingfengshi/TriDet (with {', '.join(TRIDET_FILES)})"
+        )
+    else:
+        rival_name, config_file, path, problem = (
+            "released",
+            RELEASED_CONFIG,
+            args.released,
+            checkout_problem(args.released),
+        )
+        expected = (
+            "--released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
+            f"(with {', '.join(RELEASED_FILES)})"
+        )
+    if problem or path is None:
+        skip(problem or "no checkout given", expected)
+    path = path.resolve()
     try:
         modeling, config, real_nms, notes = import_released(path)
     except Exception as e:  # a checkout whose code does not import here: nothing to compare against
-        skip(f"the released code at {path} does not import ({type(e).__name__}: {e})")
+        skip(
+            f"the {rival_name} code at {path} does not import ({type(e).__name__}: {e})", tridet=rival_name == "tridet"
+        )
     if args.build_nms and not real_nms:
         nms_problem = build_nms(path)
         real_nms = nms_problem is None
@@ -352,9 +392,9 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)
-        rmodel, rcfg, rnotes = build_released(modeling, config, path, T, C, K, args.seed)
+        rmodel, rcfg, rnotes = build_released(modeling, config, path, config_file, T, C, K, args.seed)
     notes += rnotes
-    released = Released(rmodel, rcfg, real_nms, feats, train_feats, segments, labels)
+    released = Released(rival_name, rmodel, rcfg, real_nms, feats, train_feats, segments, labels)
     systems = [released] + [Cltdr(name, cfg, args.seed, K, feats, train_feats, segments, labels) for name, cfg in cfgs]
 
     figures: dict[str, dict[str, object]] = {s.name: {"parameters_M": s.params / 1e6} for s in systems}
@@ -376,7 +416,7 @@ def main() -> None:
         )
 
     # -------------------------------------------------------------------------------------------- report
-    print(f"CLTDR-GMG: released code ({path}, {RELEASED_CONFIG}) vs cltdr ({args.cltdr_config})")
+    print(f"{rival_name} code ({path}, {config_file}) vs cltdr ({args.cltdr_config})")
     print(
         f"input: T={T} steps x C={C} channels, K={K} classes, random weights (seed {args.seed}); "
         f"threads {torch.get_num_threads()}; {args.repeats} timed runs per figure after 1 warm-up, interleaved"
@@ -392,7 +432,7 @@ def main() -> None:
     def row(label, cells, ratios):
         print(f"{label:<34}" + "".join(f"{c:>19}" for c in cells) + "".join(f"{r:>11}" for r in ratios))
 
-    base = figures["released"]
+    base = figures[rival_name]
     row(
         "parameters (M)",
         [f"{figures[c]['parameters_M']:.2f}" for c in cols],
@@ -435,13 +475,18 @@ def main() -> None:
 
     m, c0 = rcfg["model"], cfgs[0][1]
     notes += [
-        "released 'forward' = their forward with their inference() no-op'd; 'fwd + decode' = their forward with "
+        f"{rival_name} 'forward' = their forward with their inference() no-op'd; 'fwd + decode' = their forward with "
         "only their postprocessing() (CPU move, batched Soft-NMS, grid->seconds) made a pass-through",
         "cltdr 'end to end' = runner.detect (model, decoding, Soft-NMS"
         + (f" with score voting at IoU {systems[1].opts.voting_iou}" if systems[1].opts.voting_iou else "")
         + ", entries in seconds); their THUMOS14 setting (multiclass_nms) skips voting",
-        f"layout: released FFN width (sgp_mlp_dim) {m['sgp_mlp_dim']}, full convs in DeCLS / DeReg / CrossLevel, "
-        "one RefineHead tower, Trident start/end heads on detached features (detach_feat=True); "
+        f"layout: {rival_name} FFN width (sgp_mlp_dim) {m['sgp_mlp_dim']}"
+        + (
+            ", full convs in DeCLS / DeReg / CrossLevel, one RefineHead tower, Trident start/end heads on detached "
+            "features (detach_feat=True); "
+            if rival_name == "released"
+            else ", classification and Trident heads on each level, no cross-level decoupling, no refinement; "
+        )
         + "; ".join(
             f"{name}: model.variant released (the released architecture), model.ffn_dim {c.model.ffn_dim}"
             if c.model.variant == "released"
@@ -450,7 +495,7 @@ def main() -> None:
             f"detach_boundary {c.model.cltdr.detach_boundary}"
             for name, c in cfgs
         ),
-        f"released training forward adds N(0, {m['input_noise']}^2) input noise itself (cltdr: data loader, "
+        f"{rival_name} training forward adds N(0, {m['input_noise']}^2) input noise itself (cltdr: data loader, "
         f"noise_std {c0.dataset.noise_std}); scores of random weights: the candidate counts and NMS work differ "
         "from a trained model's",
     ]
