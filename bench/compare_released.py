@@ -68,6 +68,7 @@ from released_code import (  # noqa: E402
     RELEASED_FILES,
     build_nms,
     checkout_problem,
+    files_problem,
     import_released,
 )
 
@@ -90,11 +91,9 @@ def skip(message: str, expected: str) -> None:
 
 def tridet_problem(path: Path) -> str | None:
     """Why ``path`` is not a checkout of TriDet's code, or None when it is."""
-    if not path.is_dir():
-        return f"{path} does not exist or is not a directory"
-    missing = [f for f in TRIDET_FILES if not (path / f).is_file()]
-    if missing:
-        return f"{path} lacks {', '.join(missing)}"
+    problem = files_problem(path, TRIDET_FILES)
+    if problem:
+        return problem
     if 'register_meta_arch("TriDet")' not in (path / "libs/modeling/meta_archs.py").read_text(errors="replace"):
         return f"{path}/libs/modeling/meta_archs.py registers no TriDet meta arch"
     return None
@@ -353,8 +352,8 @@ def main() -> None:
             "--released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
             f"(with {', '.join(RELEASED_FILES)})"
         )
-    if problem or path is None:
-        skip(problem or "no checkout given", expected)
+    if problem:  # checkout_problem names a missing --released too
+        skip(problem, expected)
     path = path.resolve()
     try:
         modeling, config, real_nms, notes = import_released(path)

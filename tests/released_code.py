@@ -56,15 +56,21 @@ CONFIGS = {
 
 
 # ----------------------------------------------------------------------------------------------- the checkout
+def files_problem(path: Path, files: tuple[str, ...]) -> str | None:
+    """Why ``path`` is not a directory holding ``files`` (paths inside it), or None when it is one."""
+    if not path.is_dir():
+        return f"{path} does not exist or is not a directory"
+    missing = [f for f in files if not (path / f).is_file()]
+    return f"{path} lacks {', '.join(missing)}" if missing else None
+
+
 def checkout_problem(path: Path | None) -> str | None:
     """Why ``path`` is not a usable checkout of the released repository, or None when it is."""
     if path is None:
         return f"no checkout of the released code given (set {ENV})"
-    if not path.is_dir():
-        return f"{path} does not exist or is not a directory"
-    missing = [f for f in RELEASED_FILES if not (path / f).is_file()]
-    if missing:
-        return f"{path} lacks {', '.join(missing)}"
+    problem = files_problem(path, RELEASED_FILES)
+    if problem:
+        return problem
     text = (path / "libs/modeling/meta_archs.py").read_text(errors="replace")
     if 'register_meta_arch("TriDet")' not in text or "CrossLevel" not in text:
         return f"{path}/libs/modeling/meta_archs.py is not CLTDR-GMG's (no TriDet meta arch using CrossLevel)"
