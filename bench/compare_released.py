@@ -358,9 +358,7 @@ def main() -> None:
     try:
         modeling, config, real_nms, notes = import_released(path)
     except Exception as e:  # a checkout whose code does not import here: nothing to compare against
-        skip(
-            f"the {rival_name} code at {path} does not import ({type(e).__name__}: {e})", tridet=rival_name == "tridet"
-        )
+        skip(f"the {rival_name} code at {path} does not import ({type(e).__name__}: {e})", expected)
     if args.build_nms and not real_nms:
         nms_problem = build_nms(path)
         real_nms = nms_problem is None

@@ -1,0 +1,279 @@
+"""Whole trainings side by side: ``cltdr train`` against the authors' and TriDet's own ``train.py`` on one dataset.
+
+    python bench/compare_training.py CONFIG [--released PATH] [--tridet PATH] [--set KEY=VALUE ...]
+        [--threads 1] [--repeats 1] [--out DIR] [--json FILE]
+
+CONFIG is a cltdr config (e.g. one made from configs/custom.yaml); ``--set`` overrides its keys as ``cltdr train
+--set`` does. Each competitor is a checkout of its repository (github.com/LiQiang0307/CLTDR-GMG,
+github.com/dingfengshi/TriDet); cltdr never depends on them. Without one the script says so, prints "skipped" and
+exits with status 0. Their Python requirements (pandas and joblib, which their evaluation code imports at start-up)
+must be importable, and their C++ NMS is built from their source with torch's extension loader (a compiler is
+needed; about a minute the first time, then cached).
+
+What each system gets, as in the issue that asked for this measurement (issue 17: "their THUMOS14 I3D configs, same
+input settings"):
+
+  cltdr      ``python -m cltdr train CONFIG --out DIR --quiet`` with the overrides: nothing else.
+  theirs     their THUMOS14 I3D config (released: configs/thumos_i3d_focalloss.yaml, TriDet: configs/thumos_i3d.yaml)
+             with the dataset's input settings (features, grid, ``max_seq_len``, number of classes) and the
+             recipe's schedule (lr, warm-up and training epochs, batch size, seed) taken from the cltdr config;
+             every model, loss and optimiser setting stays theirs. The annotations are written again for them as
+             ActivityNet JSON by cltdr's own loader (``label_id`` in cltdr's class order, each video's fps), so
+             all systems train on the same videos, segments and labels.
+
+Every run is a fresh process with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = ``--threads`` and its own output
+folder under ``--out``; the systems run one at a time, never beside each other, in an order that alternates from
+repeat to repeat so that drift of the machine hits them alike. Reported: wall seconds of each whole process (start-up,
+data loading, training, checkpoints; the released train.py also evaluates the test subset after each epoch of its
+second half, as shipped), the optimiser steps it took, seconds per step, and the ratio of each competitor's median
+wall time to cltdr's. TriDet and the released code pad every training batch to ``max_seq_len`` and drop the last
+incomplete batch of an epoch; cltdr pads a batch to its longest video and keeps the last batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from compare_released import TRIDET_CONFIG, tridet_problem  # noqa: E402
+from released_code import RELEASED_CONFIG, build_nms, checkout_problem  # noqa: E402
+
+RIVALS = {  # name -> the THUMOS14 I3D config in its checkout
+    "released": RELEASED_CONFIG,
+    "tridet": TRIDET_CONFIG,
+}
+
+
+def skip(message: str) -> None:
+    print(f"compare_training: {message}.")
+    print(
+        "  expected --released PATH (a checkout of https://github.com/LiQiang0307/CLTDR-GMG) and / or --tridet PATH "
+        "(a checkout of https://github.com/dingfengshi/TriDet)"
+    )
+    print("skipped")
+    sys.exit(0)
+
+
+# ------------------------------------------------------------------------------------------ their inputs
+def their_annotations(cfg) -> tuple[dict, int]:
+    """The train and test subsets as ActivityNet JSON for their thumos14 dataset class, and the number of classes.
+
+    Read by cltdr's loader, so that segment policy, default fps and class order are cltdr's: their loader takes
+    ``label_id`` as the class index and each video's ``fps`` (their ``default_fps`` is left unset)."""
+    from cltdr.data.build import class_names, load_split
+
+    names = class_names(cfg)
+    database = {}
+    for subset in {cfg.dataset.train_subset, cfg.dataset.test_subset}:
+        for rec in load_split(cfg, subset).videos:
+            database[rec.video_id] = {
+                "subset": subset.lower(),  # their loader compares lower-case subset names
+                "duration": rec.duration,
+                "fps": rec.fps,
+                "annotations": [
+                    {"label": names[int(k)], "label_id": int(k), "segment": [float(s), float(e)]}
+                    for (s, e), k in zip(rec.segments, rec.labels)
+                ],
+            }
+    return {"database": database}, len(names)
+
+
+def their_config(template: dict, cfg, annotation_file: Path, num_classes: int, out: Path) -> dict:
+    """Their THUMOS14 config ``template`` (their YAML as read) with the dataset's inputs and the recipe's schedule."""
+    d, t = cfg.dataset, cfg.train
+    theirs = json.loads(json.dumps(template))  # a deep copy
+    theirs["train_split"], theirs["val_split"] = [d.train_subset.lower()], [d.test_subset.lower()]
+    theirs["dataset"].update(
+        json_file=str(annotation_file),
+        feat_folder=str(Path(d.feat_dir).resolve()),
+        file_prefix=d.feat_prefix or None,
+        file_ext=d.feat_ext,
+        num_classes=num_classes,
+        input_dim=d.input_dim,
+        feat_stride=d.feat_stride,
+        num_frames=d.num_frames,
+        max_seq_len=d.max_seq_len,
+    )
+    theirs["opt"].update(learning_rate=t.lr, warmup_epochs=t.warmup_epochs, epochs=t.epochs)
+    theirs["loader"]["batch_size"] = t.batch_size
+    theirs["init_rand_seed"] = t.seed
+    theirs["output_folder"] = str(out)
+    return theirs
+
+
+def train_videos(annotations: dict, subset: str) -> int:
+    return sum(v["subset"] == subset.lower() for v in annotations["database"].values())
+
+
+# ------------------------------------------------------------------------------------------------ running
+def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
+    """Run ``cmd`` to completion, its output into ``log``, each line prefixed by the seconds since the start; wall
+    seconds. A failed run ends the script (status 2)."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=dict(env, PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            out.write(f"{time.perf_counter() - start:9.2f} {raw.decode(errors='replace')}")
+        rc = proc.wait()
+    seconds = time.perf_counter() - start
+    if rc != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        print(f"compare_training: `{' '.join(cmd)}` (in {cwd}) failed with status {rc}; {log} ends with:\n{tail}")
+        sys.exit(2)
+    return seconds
+
+
+def epoch_seconds(log: Path) -> float | None:
+    """Seconds inside their training epochs: from each "[Train]: Epoch N started" line of their train.py to its
+    "finished" line, summed (what lies outside is start-up, checkpoints and, in the released code, evaluations).
+    None for a log without those lines."""
+    started, total = None, 0.0
+    for line in log.read_text(errors="replace").splitlines():
+        stamp, _, text = line.strip().partition(" ")
+        if text.startswith("[Train]: Epoch") and text.endswith("started"):
+            started = float(stamp)
+        elif text.startswith("[Train]: Epoch") and "finished" in text and started is not None:
+            total, started = total + float(stamp) - started, None
+    return total or None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
+    p.add_argument("config", type=Path, help="a cltdr config")
+    p.add_argument("--released", type=Path, default=None, help="a checkout of LiQiang0307/CLTDR-GMG")
+    p.add_argument("--tridet", type=Path, default=None, help="a checkout of dingfengshi/TriDet")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides of the cltdr config")
+    p.add_argument("--threads", type=int, default=1, help="OMP / MKL threads of every run (default 1)")
+    p.add_argument("--repeats", type=int, default=1, help="whole trainings per system (default 1)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the runs (default: a temporary one)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    args = p.parse_args()
+
+    rivals = {}
+    for name, path in (("released", args.released), ("tridet", args.tridet)):
+        if path is None:
+            continue
+        problem = checkout_problem(path) if name == "released" else tridet_problem(path)
+        if problem:
+            skip(problem)
+        rivals[name] = path.resolve()
+    if not rivals:
+        skip("no checkout of a competitor given")
+
+    from cltdr.config import load_config
+    from cltdr.errors import CltdrError
+
+    try:
+        cfg = load_config(args.config, args.set)
+        annotations, num_classes = their_annotations(cfg)
+    except CltdrError as e:
+        print(f"compare_training: {e}")
+        sys.exit(2)
+    if cfg.dataset.feat_ext != ".npy":
+        ext = cfg.dataset.feat_ext
+        print(f"compare_training: their loaders read (T, C) .npy features; {args.config} has feat_ext {ext!r}")
+        sys.exit(2)
+    out = (args.out or Path(tempfile.mkdtemp(prefix="cltdr-compare-training-"))).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    annotation_file = out / "annotations.json"
+    annotation_file.write_text(json.dumps(annotations))
+
+    # their libs/utils/nms.py imports the compiled nms_1d_cpu at start-up: build it, put it on their PYTHONPATH
+    nms_problem = build_nms(next(iter(rivals.values())))
+    if nms_problem:
+        skip(nms_problem)
+    nms_dir = Path(sys.modules["nms_1d_cpu"].__file__).parent
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    their_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(nms_dir), env.get("PYTHONPATH")])))
+
+    n = train_videos(annotations, cfg.dataset.train_subset)
+    epochs = cfg.train.epochs + cfg.train.warmup_epochs
+    steps = {"cltdr": epochs * math.ceil(n / cfg.train.batch_size)}
+    commands = {
+        "cltdr": lambda k: (
+            [sys.executable, "-m", "cltdr", "train", str(args.config.resolve()), "--out", str(out / f"cltdr-{k}")]
+            + ["--quiet"]
+            + (["--set", *args.set] if args.set else []),
+            Path.cwd(),
+            env,
+        )
+    }
+    for name, path in rivals.items():
+        template = yaml.safe_load((path / RIVALS[name]).read_text())
+        config_file = out / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(their_config(template, cfg, annotation_file, num_classes, out)))
+        # -p: their progress print calls torch.cuda.synchronize(), which fails without CUDA; print never
+        folder = ["--save_ckpt_dir", str(out / "released-{k}")] if name == "released" else ["--output", "{k}"]
+        commands[name] = lambda k, c=config_file, f=folder, path=path: (
+            [sys.executable, "train.py", str(c), "-p", "1000000000"] + [a.format(k=k) for a in f],
+            path,
+            their_env,
+        )
+        steps[name] = epochs * (n // cfg.train.batch_size)  # their loader drops the last incomplete batch
+
+    systems = list(commands)
+    seconds: dict[str, list[float]] = {s: [] for s in systems}
+    for k in range(args.repeats):
+        for name in systems if k % 2 == 0 else systems[::-1]:
+            cmd, cwd, run_env = commands[name](k)
+            seconds[name].append(timed(cmd, cwd, run_env, out / f"{name}-{k}.log"))
+            print(f"  {name:9s} run {k + 1}: {seconds[name][-1]:7.0f} s", flush=True)
+
+    print(
+        f"\n{args.config} ({n} training videos, {epochs} epochs, batch {cfg.train.batch_size}), "
+        f"{args.threads} thread(s), {args.repeats} run(s) each; runs in {out}"
+    )
+    print(
+        f"{'system':10s} {'wall s (min / median)':>22s} {'in epochs s':>12s} {'steps':>6s} {'s / step':>9s} "
+        f"{'wall vs cltdr':>14s}"
+    )
+    base = statistics.median(seconds["cltdr"])
+    figures = {}
+    for name in systems:
+        median = statistics.median(seconds[name])
+        inside = [epoch_seconds(out / f"{name}-{k}.log") for k in range(args.repeats)]
+        in_epochs = statistics.median(inside) if None not in inside else None  # type: ignore[type-var]
+        figures[name] = {
+            "seconds": seconds[name],
+            "epoch_seconds": inside,
+            "steps": steps[name],
+            "ratio_to_cltdr": median / base,
+        }
+        print(
+            f"{name:10s} {min(seconds[name]):10.0f} / {median:9.0f} "
+            f"{'-' if in_epochs is None else f'{in_epochs:.0f}':>12s} {steps[name]:6d} {median / steps[name]:9.2f} "
+            f"{median / base:14.2f}"
+        )
+    print("in epochs: the time inside their train.py's training epochs (cltdr's log has no epoch markers: -)")
+    if args.json:
+        args.json.write_text(json.dumps({"config": str(args.config), "set": args.set, "figures": figures}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
