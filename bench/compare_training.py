@@ -58,12 +58,14 @@ RIVALS = {  # name -> the THUMOS14 I3D config in its checkout
 }
 
 
-def skip(message: str) -> None:
+def skip(message: str, checkout: bool = True) -> None:
+    """Say why nothing is compared and exit with status 0; ``checkout``: the problem is a missing or bad checkout."""
     print(f"compare_training: {message}.")
-    print(
-        "  expected --released PATH (a checkout of https://github.com/LiQiang0307/CLTDR-GMG) and / or --tridet PATH "
-        "(a checkout of https://github.com/dingfengshi/TriDet)"
-    )
+    if checkout:
+        print(
+            "  expected --released PATH (a checkout of https://github.com/LiQiang0307/CLTDR-GMG) and / or --tridet "
+            "PATH (a checkout of https://github.com/dingfengshi/TriDet)"
+        )
     print("skipped")
     sys.exit(0)
 
@@ -132,10 +134,11 @@ def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",
         )
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            out.write(f"{time.perf_counter() - start:9.2f} {raw.decode(errors='replace')}")
+        for line in proc.stdout:
+            out.write(f"{time.perf_counter() - start:9.2f} {line}")
         rc = proc.wait()
     seconds = time.perf_counter() - start
     if rc != 0:
@@ -176,7 +179,7 @@ def main() -> None:
     args = p.parse_args()
 
     rivals = {}
-    for name, path in (("released", args.released), ("tridet", args.tridet)):
+    for name, path in (("tridet", args.tridet), ("released", args.released)):
         if path is None:
             continue
         problem = checkout_problem(path) if name == "released" else tridet_problem(path)
@@ -207,7 +210,7 @@ def main() -> None:
     # their libs/utils/nms.py imports the compiled nms_1d_cpu at start-up: build it, put it on their PYTHONPATH
     nms_problem = build_nms(next(iter(rivals.values())))
     if nms_problem:
-        skip(nms_problem)
+        skip(nms_problem, checkout=False)
     nms_dir = Path(sys.modules["nms_1d_cpu"].__file__).parent
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     their_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(nms_dir), env.get("PYTHONPATH")])))

@@ -123,9 +123,12 @@ def write_config(path: Path, split_dir: Path, cfg: dict, seed: int) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+RESULT = "bench_result.json"  # a finished run's scores, in its run folder
+
+
 def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
     """Train (or finish training) and test one run; returns {'ema': avg mAP, 'raw': ..., 'train_s': ...}."""
-    result = run / "bench_result.json"
+    result = run / RESULT
     if result.is_file():
         return json.loads(result.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -329,7 +332,8 @@ def main() -> int:
         r = record.find(data, s, k, cfg)
         origin = "recorded"
         if r is None:
-            r, origin = run_one(cltdr, run, config, log), "trained"
+            origin = "read from its run folder" if (run / RESULT).is_file() else "trained"
+            r = run_one(cltdr, run, config, log)
             record.add(data, v, s, k, cfg, r)
         print(
             f"{key}: {origin}, " + ", ".join(f"{n} {r[n]:.4g}" for n in ("ema", "raw", "train_s") if n in r), flush=True

@@ -4,6 +4,7 @@ skip a checkout they cannot use."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,34 @@ def test_compare_released_skips_a_checkout_whose_code_does_not_import(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "does not import (ImportError: broken)" in out.stdout and out.stdout.splitlines()[-1] == "skipped"
+
+
+def test_timed_stamps_each_line_and_epoch_seconds_sums_their_epochs(ct, tmp_path):
+    # a stand-in for their train.py: two epochs of 0.2 s with a pause between them
+    script = (
+        "import time\n"
+        "for n in range(2):\n"
+        "    print(f'[Train]: Epoch {n} started'); time.sleep(0.2)\n"
+        "    print(f'[Train]: Epoch {n} finished with lr=0.1'); time.sleep(0.3)\n"
+        "print('All done! \\u00e9')\n"
+    )
+    log = tmp_path / "run.log"
+    wall = ct.timed([sys.executable, "-c", script], tmp_path, dict(os.environ), log)
+    lines = log.read_text().splitlines()
+    assert lines[-1].split(maxsplit=1)[1] == "All done! \u00e9"
+    stamps = [float(line.split()[0]) for line in lines]
+    assert stamps == sorted(stamps) and stamps[-1] <= wall
+    inside = ct.epoch_seconds(log)
+    assert 0.35 <= inside < wall - 0.5  # two epochs of 0.2 s (stamps to 0.01 s); the pauses are outside
+    assert ct.epoch_seconds(tmp_path / "run.log") == inside
+    (tmp_path / "cltdr.log").write_text("   12.00 training done\n")
+    assert ct.epoch_seconds(tmp_path / "cltdr.log") is None
+
+
+def test_a_failed_run_ends_the_script_with_its_log_tail(ct, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cmd = [sys.executable, "-c", "print('boom'); raise SystemExit(3)"]
+        ct.timed(cmd, tmp_path, dict(os.environ), tmp_path / "x")
+    assert exit_.value.code == 2
+    out = capsys.readouterr().out
+    assert "failed with status 3" in out and "boom" in out
