@@ -6,9 +6,9 @@
 CONFIG is a cltdr config (e.g. one made from configs/custom.yaml); ``--set`` overrides its keys as ``cltdr train
 --set`` does. Each competitor is a checkout of its repository (github.com/LiQiang0307/CLTDR-GMG,
 github.com/dingfengshi/TriDet); cltdr never depends on them. Without one the script says so, prints "skipped" and
-exits with status 0. Their Python requirements (pandas and joblib, which their evaluation code imports at start-up)
-must be importable, and their C++ NMS is built from their source with torch's extension loader (a compiler is
-needed; about a minute the first time, then cached).
+exits with status 0. Their Python requirements must be importable (both import pandas and joblib at start-up; the
+released code also tensorboard, mmengine and h5py), and their C++ NMS is built from their source with torch's
+extension loader (a compiler is needed; about a minute the first time, then cached).
 
 What each system gets, as in the issue that asked for this measurement (issue 17: "their THUMOS14 I3D configs, same
 input settings"):
