@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import pytest
@@ -48,6 +50,21 @@ def config_dict(info: synth.SynthInfo, **sections: dict) -> dict:
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return data
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], ModuleType]:
+    """``bench_script(name)``: bench/<name>.py imported as a module (the bench scripts are not a package)."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(autouse=True)

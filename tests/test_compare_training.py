@@ -3,7 +3,6 @@ skip a checkout they cannot use."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,12 +19,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "compare_training.py"
 
 
 @pytest.fixture(scope="module")
-def ct():
-    spec = importlib.util.spec_from_file_location("compare_training", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ct(bench_script):
+    return bench_script("compare_training")
 
 
 def their_grid_segments(database: dict, num_frames: float, feat_stride: float) -> dict:

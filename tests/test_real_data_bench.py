@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "real_data.py"
-
 
 @pytest.fixture(scope="module")
-def rd():
-    spec = importlib.util.spec_from_file_location("real_data", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rd(bench_script):
+    return bench_script("real_data")
 
 
 def test_record_finds_a_run_by_its_whole_config_and_survives_a_reload(rd, tmp_path):
