@@ -80,7 +80,8 @@ def their_annotations(cfg) -> tuple[dict, int]:
 
     names = class_names(cfg)
     database = {}
-    for subset in {cfg.dataset.train_subset, cfg.dataset.test_subset}:
+    # in file order, train subset first: their loader's order, and so their shuffled batches, depend on it
+    for subset in dict.fromkeys([cfg.dataset.train_subset, cfg.dataset.test_subset]):
         for rec in load_split(cfg, subset).videos:
             database[rec.video_id] = {
                 "subset": subset.lower(),  # their loader compares lower-case subset names
