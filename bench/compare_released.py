@@ -99,6 +99,13 @@ def tridet_problem(path: Path) -> str | None:
     return None
 
 
+# name -> (its THUMOS14 I3D config, why a path is not its checkout, its repository, the files a checkout needs)
+RIVALS = {
+    "released": (RELEASED_CONFIG, checkout_problem, "https://github.com/LiQiang0307/CLTDR-GMG", RELEASED_FILES),
+    "tridet": (TRIDET_CONFIG, tridet_problem, "https://github.com/dingfengshi/TriDet", TRIDET_FILES),
+}
+
+
 def build_released(modeling, config, path: Path, config_file: str, T: int, C: int, K: int, seed: int):
     """Their THUMOS14 I3D model; the config keys changed to fit the requested input are returned as notes."""
     cfg = config.load_config(str(path / config_file))
@@ -336,22 +343,11 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
 
-    if args.tridet is not None:
-        rival_name, config_file, path, problem = "tridet", TRIDET_CONFIG, args.tridet, tridet_problem(args.tridet)
-        expected = (
-            f"--tridet PATH: a checkout of https://github.com/dingfengshi/TriDet (with {', '.join(TRIDET_FILES)})"
-        )
-    else:
-        rival_name, config_file, path, problem = (
-            "released",
-            RELEASED_CONFIG,
-            args.released,
-            checkout_problem(args.released),
-        )
-        expected = (
-            "--released PATH: a checkout of https://github.com/LiQiang0307/CLTDR-GMG "
-            f"(with {', '.join(RELEASED_FILES)})"
-        )
+    rival_name = "tridet" if args.tridet is not None else "released"
+    config_file, checkout_check, repository, files = RIVALS[rival_name]
+    path = getattr(args, rival_name)
+    problem = checkout_check(path)
+    expected = f"--{rival_name} PATH: a checkout of {repository} (with {', '.join(files)})"
     if problem:  # checkout_problem names a missing --released too
         skip(problem, expected)
     path = path.resolve()

@@ -49,13 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from compare_released import TRIDET_CONFIG, tridet_problem  # noqa: E402
-from released_code import RELEASED_CONFIG, build_nms, checkout_problem  # noqa: E402
-
-RIVALS = {  # name -> the THUMOS14 I3D config in its checkout
-    "released": RELEASED_CONFIG,
-    "tridet": TRIDET_CONFIG,
-}
+from compare_released import RIVALS  # noqa: E402
+from released_code import build_nms  # noqa: E402
 
 
 def skip(message: str, checkout: bool = True) -> None:
@@ -183,7 +178,7 @@ def main() -> None:
     for name, path in (("tridet", args.tridet), ("released", args.released)):
         if path is None:
             continue
-        problem = checkout_problem(path) if name == "released" else tridet_problem(path)
+        problem = RIVALS[name][1](path)
         if problem:
             skip(problem)
         rivals[name] = path.resolve()
@@ -229,7 +224,7 @@ def main() -> None:
         )
     }
     for name, path in rivals.items():
-        template = yaml.safe_load((path / RIVALS[name]).read_text())
+        template = yaml.safe_load((path / RIVALS[name][0]).read_text())
         config_file = out / f"{name}.yaml"
         config_file.write_text(yaml.safe_dump(their_config(template, cfg, annotation_file, num_classes, out)))
         # -p: their progress print calls torch.cuda.synchronize(), which fails without CUDA; print never
