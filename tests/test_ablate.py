@@ -9,10 +9,11 @@ import torch
 import yaml
 
 from cltdr import cli
-from cltdr.ablate import load_spec, variant_config
-from cltdr.errors import ConfigError
+from cltdr.ablate import config_record, finished_result, load_spec, variant_config
+from cltdr.config import config_from_dict
+from cltdr.errors import CltdrError, ConfigError
 from cltdr.model import build_detector, count_parameters
-from cltdr.runs import load_checkpoint
+from cltdr.runs import RunDir, load_checkpoint
 from cltdr.training.trainer import Trainer
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
@@ -160,3 +161,23 @@ def test_train_seeds_reports_mean_and_std_and_resumes(tiny_data, write_config, t
     monkeypatch.setattr(Trainer, "fit", lambda self: pytest.fail("a finished seed was trained again"))
     assert cli.main(["train", str(config), "--out", str(out), "--seeds", "2", "--resume", "--quiet"]) == 0
     assert cli.main(["train", str(config), "--out", str(out), "--seeds", "0", "--quiet"]) == 2
+
+
+def test_a_finished_result_is_reused_only_with_its_config(tmp_path):
+    """A variant's result is kept when it was obtained with the same config, also when it predates a key whose
+    value then was the one older runs get (``runs.RUN_KEYS_BEFORE``); any other difference names the key."""
+    from cltdr.utils.io import atomic_write_json
+
+    cfg = config_from_dict({"dataset": {"annotation_file": "a.json", "feat_dir": "f"}})
+    run = tmp_path / "v" / "seed-2024"
+    assert finished_result(run, cfg) is None
+    run.mkdir(parents=True)
+    record = config_record(cfg)
+    atomic_write_json(RunDir(run).result, {"avg_mAP": 0.5, "config": record})
+    assert finished_result(run, cfg)["avg_mAP"] == 0.5
+    older = {k: v for k, v in record.items() if k != "model.cltdr.refine_depthwise"}  # before the key existed
+    atomic_write_json(RunDir(run).result, {"avg_mAP": 0.5, "config": older})
+    assert finished_result(run, cfg)["avg_mAP"] == 0.5
+    changed = config_from_dict({**cfg.model_dump(mode="json"), "model": {"cltdr": {"refine_depthwise": True}}})
+    with pytest.raises(CltdrError, match=r"model.cltdr.refine_depthwise: False -> True.*delete"):
+        finished_result(run, changed)

@@ -353,6 +353,34 @@ def test_shared_refine_tower_splits_into_the_two_refinements():
     torch.testing.assert_close(out.refine_offsets, direct[..., 3:], atol=1e-5, rtol=1e-4)
 
 
+def test_refine_depthwise_tower_is_per_channel_convs_then_a_full_prediction():
+    """refine_depthwise: the RefineHead tower's convs before the last are depth-wise (checked against a loop over
+    channels, with LayerNorm + ReLU between), its last conv is full; with unequal widths the first conv is grouped
+    by their gcd; every parameter of the tower gets a gradient and stays padding-invariant."""
+    from cltdr.model.layers import ConvTower
+
+    torch.manual_seed(0)
+    model = build_detector(small_cfg(cltdr={"refine_depthwise": True}), 3)
+    head = model.decoder.refine_head
+    assert [c.groups for c in head.convs] == [16, 16] and head.out.groups == 1
+    x, m = torch.randn(2, 16, 20), _mask([20, 13], 20)
+    x = x * m[:, None]
+    ref = x
+    for conv, norm in zip(head.convs, head.norms):
+        y = torch.stack([F.conv1d(ref[:, c : c + 1], conv.weight[c : c + 1], padding=1)[:, 0] for c in range(16)], 1)
+        y = F.layer_norm(y.transpose(1, 2), (16,), norm.weight, norm.bias, norm.eps).transpose(1, 2)
+        ref = F.relu(y) * m[:, None]
+    ref = F.conv1d(ref, head.out.weight, head.out.bias, padding=1) * m[:, None]
+    torch.testing.assert_close(head(x, m), ref, atol=1e-5, rtol=1e-4)
+    assert [c.groups for c in ConvTower(12, 16, 3, depthwise=True).convs] == [4, 16]  # gcd(12, 16), then 16
+    dense = build_detector(small_cfg(), 3)
+    saved = count_parameters(dense) - count_parameters(model)
+    assert saved == 2 * (16 * 16 * 3 - 16 * 3)  # two hidden convs of D x D x 3 become D x 3
+    losses = model.loss(torch.randn(1, 12, 64), _mask([64], 64), [torch.tensor([[3.0, 20.0]])], [torch.tensor([1])])
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in head.parameters())
+
+
 def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
     """detach_boundary: what the Trident start / end towers read carries no gradient; the centre tower's does."""
     torch.manual_seed(0)
@@ -374,6 +402,7 @@ def test_detached_boundary_branches_send_no_gradient_to_the_encoder():
         ("depthwise", False),
         ("depthwise_up", False),
         ("shared_refine", False),
+        ("refine_depthwise", True),
         ("detach_boundary", True),
         ("score", "logit_product"),
         ("offsets", "grid"),

@@ -48,6 +48,7 @@ RUN_KEYS_BEFORE = {
     "model.cltdr.depthwise": False,
     "model.cltdr.depthwise_up": False,
     "model.cltdr.shared_refine": False,
+    "model.cltdr.refine_depthwise": False,
     "model.cltdr.detach_boundary": False,
 }
 

@@ -303,6 +303,11 @@ class CLTDROptions(_Section):
         True,
         description="One RefineHead tower predicts R_co and the boundary offsets (released code); false: a tower each.",
     )
+    refine_depthwise: bool = Field(
+        False,
+        description="The RefineHead's convs before its predicting one are depth-wise (the paper: '1D depth-wise "
+        "convolution ... utilized in DCM, DRM and RefineHead'); false: full (released code).",
+    )
     detach_boundary: bool = Field(
         False,
         description="The Trident start / end branches read detached features, so their gradients do not "

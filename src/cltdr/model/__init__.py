@@ -89,6 +89,7 @@ def build_decoder(cfg: Config, num_classes: int) -> nn.Module:
         depthwise=c.depthwise,
         depthwise_up=c.depthwise_up,
         shared_refine=c.shared_refine,
+        refine_depthwise=c.refine_depthwise,
         detach_boundary=c.detach_boundary,
         score=c.score,
         offsets=c.offsets,

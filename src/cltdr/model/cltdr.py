@@ -128,7 +128,8 @@ class CLTDRDecoder(nn.Module):
     Layout (``cltdr.config.CLTDROptions`` says which choice is the paper's): ``depthwise``: DCM / DRM refine P^l,
     and DRM downsamples P^{l-1}, with depth-wise convs; ``depthwise_up``: the transposed convs of DCM and CLFF
     are depth-wise; ``shared_refine``: one RefineHead tower predicts R_co and the offsets (released code) instead
-    of one tower each; ``detach_boundary``: the Trident start / end branches do not back-propagate into the
+    of one tower each; ``refine_depthwise``: the RefineHead towers' convs before the last are depth-wise (the
+    paper); ``detach_boundary``: the Trident start / end branches do not back-propagate into the
     features (TriDet's detach_feat).
 
     The released code's forms (``cltdr.config.CLTDROptions``): ``score`` and ``offsets`` choose the
@@ -158,6 +159,7 @@ class CLTDRDecoder(nn.Module):
         depthwise: bool = False,
         depthwise_up: bool = False,
         shared_refine: bool = False,
+        refine_depthwise: bool = False,
         detach_boundary: bool = False,
         score: Literal["geometric_mean", "logit_product"] = "geometric_mean",
         offsets: Literal["strides", "grid"] = "strides",
@@ -216,6 +218,7 @@ class CLTDRDecoder(nn.Module):
                 sum(last.values()),
                 out_kernel=offset_kernel if "refine_reg" in last else None,
                 side_out=(parts["refine_reg"], offset_kernel) if side and offset_kernel is not None else None,
+                depthwise=refine_depthwise,
                 **tower,
             )
             start = 0

@@ -120,6 +120,8 @@ class ConvTower(nn.Module):
     refinement), so they differ only in widths and the initialisation of the last conv. ``out_kernel``: the last
     conv's kernel (default ``kernel_size``); ``side_out`` (channels, kernel): a second output conv reading the
     same features, its channels after the last conv's (the released RefineHead's kernel-7 offset convs).
+    ``depthwise``: the convs before the last are grouped, ``gcd(in, hidden)`` groups, so depth-wise when the
+    widths match; the last conv, which predicts, stays full.
     """
 
     def __init__(
@@ -134,10 +136,14 @@ class ConvTower(nn.Module):
         zero_init: bool = False,
         out_kernel: int | None = None,
         side_out: tuple[int, int] | None = None,
+        depthwise: bool = False,
     ):
         super().__init__()
         widths = [in_channels] + [hidden] * (num_layers - 1)
-        self.convs = nn.ModuleList(MaskedConv1d(w, hidden, kernel_size, bias=False) for w in widths[:-1])
+        self.convs = nn.ModuleList(
+            MaskedConv1d(w, hidden, kernel_size, groups=math.gcd(w, hidden) if depthwise else 1, bias=False)
+            for w in widths[:-1]
+        )
         self.norms = nn.ModuleList(ChannelLayerNorm(hidden) for _ in widths[:-1])
         self.out = MaskedConv1d(widths[-1], out_channels, out_kernel or kernel_size)
         self.side = None if side_out is None else MaskedConv1d(widths[-1], *side_out)
