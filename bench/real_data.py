@@ -74,6 +74,7 @@ RELEASED_FORMS: dict[str, dict[str, object]] = {
         "model.cltdr.fusion_kernel": 1,
         "model.cltdr.depthwise": False,
         "model.cltdr.depthwise_up": False,
+        "model.cltdr.refine_depthwise": False,
         "model.cltdr.boundary_input": "level",
         "model.cltdr.detach_boundary": True,
         "model.cltdr.center_scale": True,
@@ -88,6 +89,7 @@ RELEASED_FORMS: dict[str, dict[str, object]] = {
 # architecture on each video's own length (no max_seq_len canvas) with the project's loss settings.
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
+    "full_refine": {"model.cltdr.refine_depthwise": False},  # the defaults up to 0.3.0
     "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
     "released_divisor": {"model.variant": "released", "model.ffn_dim": 768, "model.released.padding": "divisor"},
     "trident": {"model.decoder": "trident"},

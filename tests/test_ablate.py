@@ -165,19 +165,20 @@ def test_train_seeds_reports_mean_and_std_and_resumes(tiny_data, write_config, t
 
 def test_a_finished_result_is_reused_only_with_its_config(tmp_path):
     """A variant's result is kept when it was obtained with the same config, also when it predates a key whose
-    value then was the one older runs get (``runs.RUN_KEYS_BEFORE``); any other difference names the key."""
+    value then was the one older runs get (``runs.RUN_KEYS_BEFORE``); any other difference names the key: a
+    result from before the depth-wise RefineHead became the default is not today's default."""
     from cltdr.utils.io import atomic_write_json
 
-    cfg = config_from_dict({"dataset": {"annotation_file": "a.json", "feat_dir": "f"}})
+    data = {"dataset": {"annotation_file": "a.json", "feat_dir": "f"}}
+    full = config_from_dict({**data, "model": {"cltdr": {"refine_depthwise": False}}})
     run = tmp_path / "v" / "seed-2024"
-    assert finished_result(run, cfg) is None
+    assert finished_result(run, full) is None
     run.mkdir(parents=True)
-    record = config_record(cfg)
+    record = config_record(full)
     atomic_write_json(RunDir(run).result, {"avg_mAP": 0.5, "config": record})
-    assert finished_result(run, cfg)["avg_mAP"] == 0.5
+    assert finished_result(run, full)["avg_mAP"] == 0.5
     older = {k: v for k, v in record.items() if k != "model.cltdr.refine_depthwise"}  # before the key existed
     atomic_write_json(RunDir(run).result, {"avg_mAP": 0.5, "config": older})
-    assert finished_result(run, cfg)["avg_mAP"] == 0.5
-    changed = config_from_dict({**cfg.model_dump(mode="json"), "model": {"cltdr": {"refine_depthwise": True}}})
+    assert finished_result(run, full)["avg_mAP"] == 0.5
     with pytest.raises(CltdrError, match=r"model.cltdr.refine_depthwise: False -> True.*delete"):
-        finished_result(run, changed)
+        finished_result(run, config_from_dict(data))
