@@ -17,7 +17,7 @@ and ``cltdr.model.build_detector``; ``--cltdr-set`` adds a second cltdr layout (
 architecture itself (``model.variant=released model.ffn_dim=768 test.voting_iou=null``) or the wider paper one:
 
     --cltdr-set model.ffn_dim=768 model.cltdr.depthwise=false model.cltdr.depthwise_up=false \
-                model.cltdr.shared_refine=false
+                model.cltdr.shared_refine=false model.cltdr.refine_depthwise=false
 
 Figures (min / median over --repeats runs after one warm-up run of each system; the systems run interleaved,
 repeat by repeat, so that machine noise hits them alike; ratio = cltdr median / released median):
@@ -485,7 +485,7 @@ def main() -> None:
             if c.model.variant == "released"
             else f"{name}: model.ffn_dim {c.model.ffn_dim}, cltdr.depthwise {c.model.cltdr.depthwise}, "
             f"depthwise_up {c.model.cltdr.depthwise_up}, shared_refine {c.model.cltdr.shared_refine}, "
-            f"detach_boundary {c.model.cltdr.detach_boundary}"
+            f"refine_depthwise {c.model.cltdr.refine_depthwise}, detach_boundary {c.model.cltdr.detach_boundary}"
             for name, c in cfgs
         ),
         f"{rival_name} training forward adds N(0, {m['input_noise']}^2) input noise itself (cltdr: data loader, "

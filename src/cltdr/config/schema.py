@@ -307,7 +307,7 @@ class CLTDROptions(_Section):
         True,
         description="The RefineHead's convs before its predicting one are depth-wise (the paper: '1D depth-wise "
         "convolution ... utilized in DCM, DRM and RefineHead'; level with full convs on GTEA and the synthetic "
-        "benchmark, 16% fewer FLOPs); false: full (released code; the default up to 0.3.0).",
+        "benchmark, 14-16% fewer FLOPs); false: full (released code; the default up to 0.3.0).",
     )
     detach_boundary: bool = Field(
         False,
