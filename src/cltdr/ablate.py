@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cltdr.config import Config, load_config
 from cltdr.errors import CltdrError, ConfigError
-from cltdr.runs import RUN_KEYS_BEFORE, RunDir
+from cltdr.runs import RunDir, keys_before
 from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
@@ -163,8 +163,8 @@ def finished_result(run_dir: Path, cfg: Config) -> dict | None:
         return None
     result = read_json(path, "ablation result")
     old, new = result.get("config", {}), config_record(cfg)
-    # a key added since the result was written: the result had the value older runs get (RUN_KEYS_BEFORE)
-    old = {**{k: v for k, v in RUN_KEYS_BEFORE.items() if k in new and k not in old}, **old}
+    # a key added since the result was written: the result had the value older runs get (as run_config says)
+    old = {**{k: v for k, v in keys_before(old.get("model.decoder", "cltdr")).items() if k in new}, **old}
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
         raise CltdrError(

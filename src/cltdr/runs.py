@@ -53,6 +53,11 @@ RUN_KEYS_BEFORE = {
 }
 
 
+def keys_before(decoder: Any) -> dict[str, Any]:
+    """The :data:`RUN_KEYS_BEFORE` entries that apply to a run of ``decoder`` (model.cltdr: the cltdr one only)."""
+    return {k: v for k, v in RUN_KEYS_BEFORE.items() if decoder == "cltdr" or not k.startswith("model.cltdr.")}
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The paths of one run directory (nothing is created or read here)."""
@@ -204,10 +209,7 @@ def run_config(run_dir: str | Path) -> Config:
     data = yaml.safe_load(run.config.read_text())
     if isinstance(data, dict):
         model = data.get("model")
-        cltdr_decoder = isinstance(model, dict) and model.get("decoder", "cltdr") == "cltdr"
-        for key, value in RUN_KEYS_BEFORE.items():
-            if key.startswith("model.cltdr.") and not cltdr_decoder:
-                continue
+        for key, value in keys_before(model.get("decoder", "cltdr") if isinstance(model, dict) else None).items():
             node = data
             *parents, last = key.split(".")
             for part in parents:
