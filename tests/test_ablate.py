@@ -166,7 +166,8 @@ def test_train_seeds_reports_mean_and_std_and_resumes(tiny_data, write_config, t
 def test_a_finished_result_is_reused_only_with_its_config(tmp_path):
     """A variant's result is kept when it was obtained with the same config, also when it predates a key whose
     value then was the one older runs get (``runs.RUN_KEYS_BEFORE``); any other difference names the key: a
-    result from before the depth-wise RefineHead became the default is not today's default."""
+    result from before the depth-wise RefineHead became the default is not today's default. A model section the
+    variant does not read is not compared."""
     from cltdr.utils.io import atomic_write_json
 
     data = {"dataset": {"annotation_file": "a.json", "feat_dir": "f"}}
@@ -182,3 +183,12 @@ def test_a_finished_result_is_reused_only_with_its_config(tmp_path):
     assert finished_result(run, full)["avg_mAP"] == 0.5
     with pytest.raises(CltdrError, match=r"model.cltdr.refine_depthwise: False -> True.*delete"):
         finished_result(run, config_from_dict(data))
+    # A TriDet-decoder result written while config_record kept the sections a model does not read holds
+    # model.cltdr at the defaults of its day; that decoder never read them, so the result is still today's.
+    trident = config_from_dict({**data, "model": {"decoder": "trident"}})
+    assert not any(k.startswith("model.cltdr.") for k in config_record(trident))
+    atomic_write_json(RunDir(run).result, {"avg_mAP": 0.4, "config": {**record, **config_record(trident)}})
+    assert finished_result(run, trident)["avg_mAP"] == 0.4
+    atomic_write_json(RunDir(run).result, {"avg_mAP": 0.5, "config": record})
+    with pytest.raises(CltdrError, match=r"model.decoder: 'cltdr' -> 'trident'"):
+        finished_result(run, trident)

@@ -241,6 +241,40 @@ def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path)
     assert run_config(tmp_path).loss.coarse_cls == "varifocal"
 
 
+def test_a_section_a_run_does_not_read_holds_the_defaults_of_its_day(tmp_path):
+    """config.yaml dumps every section; one the run does not read (model.cltdr of a TriDet-decoder run, the
+    decoder and encoder sections of a released-variant run) holds the defaults of the day it was saved. Such a
+    run still loads after those defaults change (validation requires today's in a section not read)."""
+    import yaml
+
+    from cltdr.config import unread_sections
+    from cltdr.runs import run_config
+
+    assert unread_sections({}) == {"released", "transformer", "sgp"}
+    assert unread_sections({"decoder": "trident", "encoder": "sgp"}) == {"released", "transformer", "gmg", "cltdr"}
+    assert unread_sections({"variant": "released"}) == {"gmg", "transformer", "sgp", "cltdr"}
+    runs = {
+        "trident": {"decoder": "trident"},
+        "released": {"variant": "released", "ffn_dim": 768},
+    }
+    for name, model in runs.items():
+        data = config_from_dict({**BASE, "model": model}).model_dump(mode="json")
+        data["model"]["cltdr"]["refine_depthwise"] = False  # the default until 0.3.0
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump(data))
+        cfg = run_config(run)
+        assert cfg.model.cltdr.refine_depthwise is True, name
+        with pytest.raises(Exception, match="model.cltdr is set"):  # config_from_dict alone refuses it
+            config_from_dict(data)
+    assert cfg.model.variant == "released"
+    # a section the run reads is kept as saved, also when today's default differs
+    data = config_from_dict(BASE).model_dump(mode="json")
+    data["model"]["cltdr"]["refine_depthwise"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert run_config(tmp_path).model.cltdr.refine_depthwise is False
+
+
 def test_an_unknown_device_is_a_config_error():
     """Issue 13, item 6: train.device=banana used to end in a traceback at the first tensor."""
     from cltdr.errors import ConfigError

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cltdr.config import Config, load_config
 from cltdr.errors import CltdrError, ConfigError
-from cltdr.runs import RunDir, keys_before
+from cltdr.runs import RunDir, keys_before, unread_keys
 from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
@@ -124,8 +124,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_record(cfg: Config) -> dict[str, Any]:
-    """The config a result was obtained with, flattened, without the keys that do not change results."""
-    return {k: v for k, v in _flatten(cfg.model_dump(mode="json")).items() if k not in RUNTIME_KEYS}
+    """The config a result was obtained with, flattened, without the keys that do not change results: the
+    runtime ones and the model sections the model does not read (``runs.unread_keys``)."""
+    unread = unread_keys(cfg.model.model_dump())
+    flat = _flatten(cfg.model_dump(mode="json"))
+    return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and not k.startswith(unread)}
 
 
 def device_name(device: torch.device) -> str:
@@ -162,9 +165,12 @@ def finished_result(run_dir: Path, cfg: Config) -> dict | None:
     if not path.is_file():
         return None
     result = read_json(path, "ablation result")
-    old, new = result.get("config", {}), config_record(cfg)
-    # a key added since the result was written: the result had the value older runs get (as run_config says)
-    old = {**{k: v for k, v in keys_before(old.get("model.decoder", "cltdr")).items() if k in new}, **old}
+    new, model = config_record(cfg), cfg.model.model_dump()
+    # Results written before config_record left them out hold the sections the model does not read (at the
+    # defaults of their day); a key added since the result was written had the value older runs get (as
+    # run_config says). A different model.variant, encoder or decoder is itself a difference.
+    old = {k: v for k, v in result.get("config", {}).items() if not k.startswith(unread_keys(model))}
+    old = {**{k: v for k, v in keys_before(model).items() if k in new}, **old}
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
         raise CltdrError(

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from cltdr.config import Config, config_from_dict
+from cltdr.config import Config, config_from_dict, unread_sections
 from cltdr.errors import CheckpointError, CltdrError, ConfigError
 from cltdr.extract.card import card_path
 from cltdr.utils.io import atomic_write
@@ -40,7 +40,7 @@ CHECKPOINT_FORMAT = "cltdr-checkpoint-v1"
 ARCHITECTURE_KEYS = ("model", "dataset.input_dim", "dataset.class_names")
 # Keys added after runs were first saved, with the value that rebuilds (model) or continues (loss) what such a
 # run trained (the default for new runs may differ): a run's config.yaml without the key gets this value, so old
-# runs still load and resume as they trained. The model.cltdr keys apply to runs of the cltdr decoder only.
+# runs still load and resume as they trained. Only keys of the model sections a run reads apply (keys_before).
 RUN_KEYS_BEFORE = {
     "loss.coarse_cls": "varifocal",
     "model.cltdr.offset_init": "default",
@@ -53,9 +53,16 @@ RUN_KEYS_BEFORE = {
 }
 
 
-def keys_before(decoder: Any) -> dict[str, Any]:
-    """The :data:`RUN_KEYS_BEFORE` entries that apply to a run of ``decoder`` (model.cltdr: the cltdr one only)."""
-    return {k: v for k, v in RUN_KEYS_BEFORE.items() if decoder == "cltdr" or not k.startswith("model.cltdr.")}
+def unread_keys(model: dict[str, Any]) -> tuple[str, ...]:
+    """The prefixes of the dotted keys that a run with this model section (a dict) does not read."""
+    return tuple(f"model.{section}." for section in sorted(unread_sections(model)))
+
+
+def keys_before(model: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`RUN_KEYS_BEFORE` entries that apply to a run with this model section (a dict): none of a
+    section the run does not read (model.cltdr for the TriDet decoder, say)."""
+    unread = unread_keys(model)
+    return {k: v for k, v in RUN_KEYS_BEFORE.items() if not k.startswith(unread)}
 
 
 @dataclass(frozen=True)
@@ -207,9 +214,13 @@ def run_config(run_dir: str | Path) -> Config:
     if not run.config.is_file():
         raise CltdrError(f"{run.root} is not a cltdr run directory (no config.yaml); train one with `cltdr train`")
     data = yaml.safe_load(run.config.read_text())
-    if isinstance(data, dict):
-        model = data.get("model")
-        for key, value in keys_before(model.get("decoder", "cltdr") if isinstance(model, dict) else None).items():
+    if isinstance(data, dict) and isinstance(data.setdefault("model", {}), dict):  # else config_from_dict says
+        model = data["model"]
+        # A section the run does not read holds the defaults of the day it was saved, which a later release may
+        # have changed (and a section not read must hold today's): the run never used it, so today's apply.
+        for section in unread_sections(model):
+            model.pop(section, None)
+        for key, value in keys_before(model).items():
             node = data
             *parents, last = key.split(".")
             for part in parents:

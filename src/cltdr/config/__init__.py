@@ -19,6 +19,7 @@ from cltdr.config.schema import (
     TransformerOptions,
     invalid_tious,
     pyramid_divisor,
+    unread_sections,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "load_config",
     "parse_override",
     "pyramid_divisor",
+    "unread_sections",
 ]

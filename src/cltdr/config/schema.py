@@ -400,6 +400,17 @@ class ReleasedOptions(_Section):
     )
 
 
+# The model's option sections and the choice that reads each: model.<section> is read only when model.<part> is
+# <name>, and only by the paper variant (the released variant reads model.released alone, which the paper one
+# does not). A section that is not read must stay at its defaults (ModelConfig's validators).
+SECTION_OWNERS: dict[str, tuple[str, str]] = {
+    "gmg": ("encoder", "gmg"),
+    "transformer": ("encoder", "transformer"),
+    "sgp": ("encoder", "sgp"),
+    "cltdr": ("decoder", "cltdr"),
+}
+
+
 class ModelConfig(_Section):
     """Detector architecture: CLTDR-GMG by default (paper + SPEC section 4), or any encoder with any decoder.
 
@@ -485,13 +496,7 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _check_variant(self):
-        owners = {
-            "gmg": ("encoder", "gmg"),
-            "transformer": ("encoder", "transformer"),
-            "sgp": ("encoder", "sgp"),
-            "cltdr": ("decoder", "cltdr"),
-        }
-        for section, (part, name) in owners.items():
+        for section, (part, name) in SECTION_OWNERS.items():
             if getattr(self, part) != name and getattr(self, section) != type(getattr(self, section))():
                 raise ValueError(
                     f"model.{section} is set but model.{part} is {getattr(self, part)!r}; "
@@ -505,6 +510,18 @@ class ModelConfig(_Section):
         if used and self.embed_dim % value:
             raise ValueError(f"model.{key}={value} does not divide model.embed_dim={self.embed_dim}")
         return self
+
+
+def unread_sections(model: dict[str, Any]) -> set[str]:
+    """The option sections that a model config does not read, from its ``variant``, ``encoder`` and ``decoder``
+    (``model``: the config's model section as a dict; a missing key has its default). :data:`SECTION_OWNERS`."""
+
+    def get(key: str) -> Any:
+        return model.get(key, ModelConfig.model_fields[key].default)
+
+    if get("variant") == "released":
+        return set(SECTION_OWNERS)
+    return {"released"} | {s for s, (part, name) in SECTION_OWNERS.items() if get(part) != name}
 
 
 class LossConfig(_Section):
