@@ -267,12 +267,15 @@ def test_a_section_a_run_does_not_read_holds_the_defaults_of_its_day(tmp_path):
         assert cfg.model.cltdr.refine_depthwise is True, name
         with pytest.raises(Exception, match="model.cltdr is set"):  # config_from_dict alone refuses it
             config_from_dict(data)
+        check_compatible(data, cfg.model_dump(mode="json"), "its checkpoint")  # which recorded the same dump
     assert cfg.model.variant == "released"
     # a section the run reads is kept as saved, also when today's default differs
     data = config_from_dict(BASE).model_dump(mode="json")
     data["model"]["cltdr"]["refine_depthwise"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     assert run_config(tmp_path).model.cltdr.refine_depthwise is False
+    with pytest.raises(CheckpointError, match="model.cltdr.refine_depthwise: checkpoint has False"):
+        check_compatible(data, config_from_dict(BASE).model_dump(mode="json"), "its checkpoint")
 
 
 def test_an_unknown_device_is_a_config_error():

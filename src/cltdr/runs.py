@@ -184,13 +184,13 @@ def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> Non
 
     A key the checkpoint does not record was added to the config after it was written: not a difference (the
     run's config.yaml, read by :func:`run_config`, says what the run trained with; loading the weights says
-    where they do not fit).
+    where they do not fit). Nor is a model section the model does not read (:func:`unread_keys`).
     """
-    diffs = []
+    diffs, unread = [], unread_keys(lookup_key(config, "model") or {})
     for key in ARCHITECTURE_KEYS:
         a, b = _flatten(lookup_key(ckpt_config, key), key), _flatten(lookup_key(config, key), key)
         for k in sorted(set(a) | set(b)):
-            if k not in a and k in b:
+            if (k not in a and k in b) or k.startswith(unread):
                 continue
             if a.get(k) != b.get(k):
                 diffs.append(f"  {k}: checkpoint has {a.get(k)!r}, config has {b.get(k)!r}")
