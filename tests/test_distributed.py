@@ -40,7 +40,10 @@ def torchrun(*args: str, kill_at: int = 0) -> subprocess.CompletedProcess:
     if kill_at:
         env["CLTDR_TEST_KILL_AT"] = str(kill_at)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    return subprocess.run([*command, str(CHILD), *args], env=env, capture_output=True, text=True, timeout=120)
+    # The timeout only guards against a hang, so it is generous: beside other jobs on 2 cores a 2-process
+    # training takes several times as long as alone (a 120 s limit is the likely cause of a fixture error seen
+    # once under such load, at this module's first test).
+    return subprocess.run([*command, str(CHILD), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module", autouse=True)
