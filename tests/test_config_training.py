@@ -265,7 +265,7 @@ def test_a_section_a_run_does_not_read_holds_the_defaults_of_its_day(tmp_path):
         (run / "config.yaml").write_text(yaml.safe_dump(data))
         cfg = run_config(run)
         assert cfg.model.cltdr.refine_depthwise is True, name
-        with pytest.raises(Exception, match="model.cltdr is set"):  # config_from_dict alone refuses it
+        with pytest.raises(ConfigError, match="model.cltdr is set"):  # config_from_dict alone refuses it
             config_from_dict(data)
         check_compatible(data, cfg.model_dump(mode="json"), "its checkpoint")  # which recorded the same dump
     assert cfg.model.variant == "released"
