@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cltdr.config import Config, load_config
 from cltdr.errors import CltdrError, ConfigError
-from cltdr.runs import RunDir, keys_before, unread_keys
+from cltdr.runs import RUN_KEYS_BEFORE, RunDir, unread_keys
 from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
@@ -165,12 +165,13 @@ def finished_result(run_dir: Path, cfg: Config) -> dict | None:
     if not path.is_file():
         return None
     result = read_json(path, "ablation result")
-    new, model = config_record(cfg), cfg.model.model_dump()
+    new, unread = config_record(cfg), unread_keys(cfg.model.model_dump())
     # Results written before config_record left them out hold the sections the model does not read (at the
     # defaults of their day); a key added since the result was written had the value older runs get (as
-    # run_config says). A different model.variant, encoder or decoder is itself a difference.
-    old = {k: v for k, v in result.get("config", {}).items() if not k.startswith(unread_keys(model))}
-    old = {**{k: v for k, v in keys_before(model).items() if k in new}, **old}
+    # run_config says; `new` holds no key of an unread section). A different model.variant, encoder or decoder
+    # is itself a difference.
+    old = {k: v for k, v in result.get("config", {}).items() if not k.startswith(unread)}
+    old = {**{k: v for k, v in RUN_KEYS_BEFORE.items() if k in new}, **old}
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
         raise CltdrError(
