@@ -28,6 +28,12 @@ data loading, training, checkpoints; the released train.py also evaluates the te
 second half, as shipped), the optimiser steps it took, seconds per step, and the ratio of each competitor's median
 wall time to cltdr's. TriDet and the released code pad every training batch to ``max_seq_len`` and drop the last
 incomplete batch of an epoch; cltdr pads a batch to its longest video and keeps the last batch.
+
+Then every run's final weights are scored on the config's test subset, EMA and raw (the optimiser's, = training
+with the EMA off), all by one evaluator: cltdr's (``cltdr evaluate``, average mAP over ``test.tiou_thresholds``)
+against the annotation file written for them. cltdr's run is tested with ``cltdr test RUN --weights ema|raw``;
+theirs with their own test-time code on their last epoch's checkpoint (bench/their_predictions.py: their dataset,
+model, decoding and Soft-NMS). ``--no-score`` skips this.
 """
 
 from __future__ import annotations
@@ -158,6 +164,40 @@ def epoch_seconds(log: Path) -> float | None:
     return total or None
 
 
+# ------------------------------------------------------------------------------------------------ scoring
+def last_checkpoint(folder: Path) -> Path:
+    """The last epoch's checkpoint their train.py wrote into ``folder`` (epoch_NNN.pth.tar, zero-padded)."""
+    found = sorted(folder.glob("epoch_*.pth.tar"))
+    if not found:
+        print(f"compare_training: {folder} holds no epoch_*.pth.tar: their train.py saved no checkpoint")
+        sys.exit(2)
+    return found[-1]
+
+
+def predictions(name: str, run: Path, weights: str, checkout: Path | None, config: Path | None, env: dict) -> Path:
+    """The predictions file of ``name``'s run with its ``weights`` ('ema' or 'raw') on the test subset."""
+    out = run / f"scored-{weights}"
+    if name == "cltdr":
+        cmd = [sys.executable, "-m", "cltdr", "test", str(run), "--weights", weights, "--out", str(out), "--quiet"]
+    else:
+        cmd = [sys.executable, str(ROOT / "bench" / "their_predictions.py"), str(checkout), str(config)]
+        cmd += [str(last_checkpoint(run)), str(out / "predictions.json"), "--weights", weights]
+    timed(cmd, Path.cwd(), env, run.parent / f"{run.name}-score-{weights}.log")
+    return out / "predictions.json"
+
+
+def scores(annotations: dict, files: dict[str, Path], subset: str, tious: list[float]) -> dict[str, dict]:
+    """weights -> {"average": average mAP, "mAP": {tIoU: mAP}} of each predictions file, by cltdr's evaluator."""
+    from cltdr.evaluation import evaluate_map
+    from cltdr.utils.io import read_json
+
+    figures = {}
+    for weights, path in files.items():
+        metrics = evaluate_map(annotations, read_json(path, "prediction"), subset.lower(), tious).to_json()
+        figures[weights] = {"average": metrics["average_mAP"], "mAP": metrics["mAP"]}
+    return figures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -172,6 +212,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="whole trainings per system (default 1)")
     p.add_argument("--out", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    p.add_argument("--no-score", action="store_true", help="time the trainings only, score no weights")
     args = p.parse_args()
 
     rivals = {}
@@ -236,13 +277,26 @@ def main() -> None:
         )
         steps[name] = epochs * (n // cfg.train.batch_size)  # their loader drops the last incomplete batch
 
+    # each run's folder: cltdr's --out, the released code's --save_ckpt_dir, TriDet's <config stem>_<--output>
+    run_dir = {"cltdr": "cltdr-{k}", "released": "released-{k}", "tridet": "tridet_{k}"}
+    weights: dict[str, tuple[str, ...]] = {name: ("ema", "raw") for name in commands}
+    if cfg.train.ema_decay is None:
+        weights["cltdr"] = ("raw",)
+
     systems = list(commands)
     seconds: dict[str, list[float]] = {s: [] for s in systems}
+    scored: dict[str, list[dict]] = {s: [] for s in systems}
     for k in range(args.repeats):
         for name in systems if k % 2 == 0 else systems[::-1]:
             cmd, cwd, run_env = commands[name](k)
             seconds[name].append(timed(cmd, cwd, run_env, out / f"{name}-{k}.log"))
-            print(f"  {name:9s} run {k + 1}: {seconds[name][-1]:7.0f} s", flush=True)
+            line = f"  {name:9s} run {k + 1}: {seconds[name][-1]:7.0f} s"
+            if not args.no_score:
+                run, checkout = out / run_dir[name].format(k=k), rivals.get(name)
+                files = {w: predictions(name, run, w, checkout, out / f"{name}.yaml", run_env) for w in weights[name]}
+                scored[name].append(scores(annotations, files, cfg.dataset.test_subset, cfg.test.tiou_thresholds))
+                line += ", avg mAP " + " / ".join(f"{w} {100 * f['average']:.2f}" for w, f in scored[name][-1].items())
+            print(line, flush=True)
 
     print(
         f"\n{args.config} ({n} training videos, {epochs} epochs, batch {cfg.train.batch_size}), "
@@ -250,7 +304,7 @@ def main() -> None:
     )
     print(
         f"{'system':10s} {'wall s (min / median)':>22s} {'in epochs s':>12s} {'steps':>6s} {'s / step':>9s} "
-        f"{'wall vs cltdr':>14s}"
+        f"{'wall vs cltdr':>14s} {'avg mAP, EMA / raw':>19s}"
     )
     base = statistics.median(seconds["cltdr"])
     figures = {}
@@ -263,13 +317,25 @@ def main() -> None:
             "epoch_seconds": inside,
             "steps": steps[name],
             "ratio_to_cltdr": median / base,
+            "scores": scored[name],
         }
+        mean_map = " / ".join(
+            f"{100 * statistics.mean(r[w]['average'] for r in scored[name]):.2f}"
+            if scored[name] and w in weights[name]
+            else "-"
+            for w in ("ema", "raw")
+        )
         print(
             f"{name:10s} {min(seconds[name]):10.0f} / {median:9.0f} "
             f"{'-' if in_epochs is None else f'{in_epochs:.0f}':>12s} {steps[name]:6d} {median / steps[name]:9.2f} "
-            f"{median / base:14.2f}"
+            f"{median / base:14.2f} {mean_map:>19s}"
         )
     print("in epochs: the time inside their train.py's training epochs (cltdr's log has no epoch markers: -)")
+    if not args.no_score:
+        print(
+            f"avg mAP: mean over the runs, on {cfg.dataset.test_subset} at tIoU {cfg.test.tiou_thresholds}, "
+            "by cltdr's evaluator; each run's per-tIoU mAP is in --json"
+        )
     if args.json:
         args.json.write_text(json.dumps({"config": str(args.config), "set": args.set, "figures": figures}, indent=1))
 

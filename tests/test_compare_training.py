@@ -3,17 +3,21 @@ skip a checkout they cannot use."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from cltdr.config import load_config
 from cltdr.data.build import class_names, load_split, make_dataset
+from cltdr.evaluation.inputs import validate_predictions
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "compare_training.py"
 
@@ -157,3 +161,132 @@ def test_a_failed_run_ends_the_script_with_its_log_tail(ct, tmp_path, capsys):
     assert exit_.value.code == 2
     out = capsys.readouterr().out
     assert "failed with status 3" in out and "boom" in out
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+THEIR_PREDICTIONS = BENCH.parent / "their_predictions.py"
+
+# A stand-in for their code with their entry points (config loader, dataset factory, meta-arch factory): its model
+# returns one detection per video whose score is its single weight, so the file shows which weights were loaded.
+FAKE_LIBS = {
+    "libs/__init__.py": "",
+    "libs/core/__init__.py": "import json\ndef load_config(path):\n    return json.load(open(path))\n",
+    "libs/datasets/__init__.py": (
+        "import json\n"
+        "def make_dataset(name, is_training, split, json_file, **kwargs):\n"
+        "    assert name == 'thumos' and not is_training\n"
+        "    db = json.load(open(json_file))['database']\n"
+        "    return [{'video_id': v} for v, e in db.items() if e['subset'] in split]\n"
+    ),
+    "libs/modeling/__init__.py": (
+        "import torch\n"
+        "class Model(torch.nn.Module):\n"
+        "    def __init__(self, **kwargs):\n"
+        "        super().__init__()\n"
+        "        self.w = torch.nn.Parameter(torch.zeros(1))\n"
+        "    def forward(self, video_list):\n"
+        "        assert not self.training and len(video_list) == 1\n"
+        "        return [{'video_id': v['video_id'], 'segments': torch.tensor([[1.0, 2.5]]),\n"
+        "                 'scores': self.w.detach().clone(), 'labels': torch.tensor([1])} for v in video_list]\n"
+        "def make_meta_arch(name, **kwargs):\n"
+        "    return Model(**kwargs)\n"
+    ),
+}
+
+
+def fake_checkout(root: Path) -> tuple[Path, Path, Path]:
+    """Their stand-in code, a config and a checkpoint as their train.py saves it (DataParallel's prefix)."""
+    for name, text in FAKE_LIBS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    database = {
+        "a": {"subset": "test", "annotations": [{"label": "jump", "label_id": 1, "segment": [1.0, 2.0]}]},
+        "b": {"subset": "train", "annotations": [{"label": "run", "label_id": 0, "segment": [0.0, 1.0]}]},
+    }
+    (root / "ann.json").write_text(json.dumps({"database": database}))
+    config = root / "their.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "dataset_name": "thumos",
+                "val_split": ["test"],
+                "dataset": {"json_file": str(root / "ann.json")},
+                "model_name": "X",
+                "model": {},
+            }
+        )
+    )
+    checkpoint = root / "epoch_003.pth.tar"
+    torch.save(
+        {"state_dict": {"module.w": torch.tensor([0.25])}, "state_dict_ema": {"module.w": torch.tensor([0.75])}},
+        checkpoint,
+    )
+    return root, config, checkpoint
+
+
+def test_their_predictions_come_from_the_weights_asked_for_in_cltdr_s_format(tmp_path):
+    root, config, checkpoint = fake_checkout(tmp_path / "theirs")
+    for weights, score in (("ema", 0.75), ("raw", 0.25)):
+        out = tmp_path / weights / "p.json"
+        # relative paths are taken from where it was started, before it enters their checkout
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(THEIR_PREDICTIONS),
+                "theirs",
+                "theirs/their.yaml",
+                "theirs/epoch_003.pth.tar",
+                f"{weights}/p.json",
+                "--weights",
+                weights,
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        results = json.loads(out.read_text())["results"]
+        assert results == {"a": [{"label": "jump", "score": score, "segment": [1.0, 2.5]}]}  # test subset only
+        validate_predictions(json.loads(out.read_text()), str(out), True)
+
+
+def test_their_predictions_name_a_missing_checkpoint_or_weights_with_status_2(tmp_path):
+    root, config, checkpoint = fake_checkout(tmp_path / "theirs")
+    torch.save({"state_dict": {"module.w": torch.tensor([0.25])}}, root / "no_ema.pth.tar")
+    for ckpt, expected in (
+        (root / "missing.pth.tar", "missing.pth.tar is not a file"),
+        (root / "no_ema.pth.tar", "no_ema.pth.tar holds no 'state_dict_ema'"),
+    ):
+        run = subprocess.run(
+            [sys.executable, str(THEIR_PREDICTIONS), str(root), str(config), str(ckpt), str(tmp_path / "p.json")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 2 and expected in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / "p.json").exists()
+
+
+def test_the_last_epoch_s_checkpoint_is_scored(ct, tmp_path, capsys):
+    for name in ("epoch_009.pth.tar", "epoch_010.pth.tar", "bestmodel.pth.tar"):
+        (tmp_path / name).touch()
+    assert ct.last_checkpoint(tmp_path) == tmp_path / "epoch_010.pth.tar"
+    with pytest.raises(SystemExit) as exit_:
+        ct.last_checkpoint(tmp_path / "x")
+    assert exit_.value.code == 2 and "holds no epoch_*.pth.tar" in capsys.readouterr().out
+
+
+def test_a_cltdr_run_scores_on_their_annotations_as_cltdr_test_scores_it(ct, trained_run, tmp_path):
+    run = tmp_path / "cltdr-0"
+    shutil.copytree(trained_run, run)
+    cfg = load_config(run / "config.yaml")
+    annotations, _ = ct.their_annotations(cfg)
+    files = {w: ct.predictions("cltdr", run, w, None, None, dict(os.environ)) for w in ("ema", "raw")}
+    figures = ct.scores(annotations, files, cfg.dataset.test_subset, cfg.test.tiou_thresholds)
+    for weights, path in files.items():
+        assert path == run / f"scored-{weights}" / "predictions.json"
+        metrics = json.loads((path.parent / "metrics.json").read_text())  # `cltdr test`'s own evaluation
+        assert figures[weights]["average"] == pytest.approx(metrics["average_mAP"], abs=1e-12)
+        assert figures[weights]["mAP"] == pytest.approx(metrics["mAP"], abs=1e-12)
+    assert figures["ema"]["average"] != figures["raw"]["average"]  # two different sets of weights were tested
