@@ -10,7 +10,7 @@ import torch
 
 from cltdr.config import config_from_dict, load_config
 from cltdr.errors import CheckpointError, ConfigError
-from cltdr.runs import check_compatible, load_checkpoint, save_checkpoint
+from cltdr.runs import check_compatible, flatten, load_checkpoint, lookup_key, save_checkpoint
 from cltdr.training.ema import ModelEMA
 from cltdr.training.schedule import warmup_cosine
 from cltdr.utils.io import atomic_write
@@ -170,6 +170,17 @@ def test_checkpoint_from_another_config_names_the_keys():
     separate = config_from_dict({**BASE, "model": {"cltdr": {"shared_refine": False}}}).model_dump(mode="json")
     with pytest.raises(CheckpointError, match="model.cltdr.shared_refine: checkpoint has True"):
         check_compatible(a, separate, "run/last.pt")
+
+
+def test_flatten_names_every_leaf_by_its_dotted_key():
+    tree = {"model": {"embed_dim": 512, "cltdr": {"gate": True, "bins": [1, 2]}, "empty": {}}, "seed": 3}
+    flat = {"model.embed_dim": 512, "model.cltdr.gate": True, "model.cltdr.bins": [1, 2], "seed": 3}
+    assert flatten(tree) == flat
+    assert flatten(tree["model"], "model") == {k: v for k, v in flat.items() if k.startswith("model.")}
+    assert flatten(7, "seed") == {"seed": 7}  # a leaf under its own key
+    assert all(lookup_key(tree, key) == value for key, value in flat.items())  # the inverse of lookup_key
+    full = config_from_dict(BASE).model_dump(mode="json")
+    assert lookup_key(full, "model.cltdr.shared_refine") == flatten(full)["model.cltdr.shared_refine"]
 
 
 def test_shipped_configs_are_valid():

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cltdr.config import Config, load_config
 from cltdr.errors import CltdrError, ConfigError
-from cltdr.runs import RUN_KEYS_BEFORE, RunDir, unread_keys
+from cltdr.runs import RUN_KEYS_BEFORE, RunDir, flatten, unread_keys
 from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
@@ -113,21 +113,11 @@ def variant_config(spec: AblationSpec, name: str, overrides: Sequence[str] = ())
         raise ConfigError(f"variant {name!r}: {e}") from None
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_record(cfg: Config) -> dict[str, Any]:
     """The config a result was obtained with, flattened, without the keys that do not change results: the
     runtime ones and the model sections the model does not read (``runs.unread_keys``)."""
     unread = unread_keys(cfg.model.model_dump())
-    flat = _flatten(cfg.model_dump(mode="json"))
+    flat = flatten(cfg.model_dump(mode="json"))
     return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and not k.startswith(unread)}
 
 

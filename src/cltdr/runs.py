@@ -170,11 +170,13 @@ def lookup_key(tree: dict, dotted: str) -> Any:
     return tree
 
 
-def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {dotted key: leaf}, each key below ``prefix``; a leaf itself is {prefix: value}. An
+    empty section has no leaf, and so no key: :func:`lookup_key` reads it back as {} all the same."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}"))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else k))
         return out
     return {prefix: value}
 
@@ -188,7 +190,7 @@ def check_compatible(ckpt_config: dict, config: dict, source: str | Path) -> Non
     """
     diffs, unread = [], unread_keys(lookup_key(config, "model") or {})
     for key in ARCHITECTURE_KEYS:
-        a, b = _flatten(lookup_key(ckpt_config, key), key), _flatten(lookup_key(config, key), key)
+        a, b = flatten(lookup_key(ckpt_config, key), key), flatten(lookup_key(config, key), key)
         for k in sorted(set(a) | set(b)):
             if (k not in a and k in b) or k.startswith(unread):
                 continue
