@@ -36,7 +36,7 @@ def fail(message: str) -> None:
 def label_names(annotation_file: Path) -> dict[int, str]:
     """label_id -> label over the whole annotation file, as their thumos loader reads it."""
     names: dict[int, str] = {}
-    for vid, video in json.loads(annotation_file.read_text())["database"].items():
+    for video in json.loads(annotation_file.read_text())["database"].values():
         for ann in video["annotations"]:
             names.setdefault(int(ann["label_id"]), ann["label"])
     return names
@@ -64,6 +64,8 @@ def main() -> None:
         fail(f"{args.checkpoint} is not a file: expected a .pth.tar their train.py wrote")
 
     import torch
+
+    from cltdr.utils.io import atomic_write_json
 
     sys.path.insert(0, str(args.checkout))
     os.chdir(args.checkout)  # their configs name some files relative to their repository
@@ -95,10 +97,7 @@ def main() -> None:
                 {"label": names.get(int(k), f"label_id {int(k)}"), "score": float(s), "segment": [float(a), float(b)]}
                 for (a, b), s, k in zip(out["segments"].tolist(), out["scores"].tolist(), out["labels"].tolist())
             ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps({"version": f"{args.checkout.name} {args.weights}", "results": results}))
-    tmp.replace(args.out)
+    atomic_write_json(args.out, {"version": f"{args.checkout.name} {args.weights}", "results": results}, indent=None)
     print(f"their_predictions: {len(results)} videos, {sum(map(len, results.values()))} detections -> {args.out}")
 
 
