@@ -1,7 +1,7 @@
 """Whole trainings side by side: ``cltdr train`` against the authors' and TriDet's own ``train.py`` on one dataset.
 
     python bench/compare_training.py CONFIG [--released PATH] [--tridet PATH] [--set KEY=VALUE ...]
-        [--threads 1] [--repeats 1] [--out DIR] [--json FILE]
+        [--threads 1] [--repeats 1] [--out DIR] [--json FILE] [--no-score] [--no-cltdr]
 
 CONFIG is a cltdr config (e.g. one made from configs/custom.yaml); ``--set`` overrides its keys as ``cltdr train
 --set`` does. Each competitor is a checkout of its repository (github.com/LiQiang0307/CLTDR-GMG,
@@ -26,8 +26,10 @@ folder under ``--out``; the systems run one at a time, never beside each other, 
 repeat to repeat so that drift of the machine hits them alike. Reported: wall seconds of each whole process (start-up,
 data loading, training, checkpoints; the released train.py also evaluates the test subset after each epoch of its
 second half, as shipped), the optimiser steps it took, seconds per step, and the ratio of each competitor's median
-wall time to cltdr's. TriDet and the released code pad every training batch to ``max_seq_len`` and drop the last
-incomplete batch of an epoch; cltdr pads a batch to its longest video and keeps the last batch.
+wall time to cltdr's. ``--no-cltdr`` trains the competitors only (e.g. more seeds of theirs, beside cltdr's runs
+recorded by bench/real_data.py): no ratio then. TriDet and the released code pad every training batch to
+``max_seq_len`` and drop the last incomplete batch of an epoch; cltdr pads a batch to its longest video and keeps the
+last batch.
 
 Then every run's final weights are scored on the config's test subset, EMA and raw (the optimiser's, = training
 with the EMA off), all by one evaluator: cltdr's (``cltdr evaluate``, average mAP over ``test.tiou_thresholds``)
@@ -198,6 +200,39 @@ def scores(annotations: dict, files: dict[str, Path], subset: str, tious: list[f
     return figures
 
 
+def summarise(
+    seconds: dict[str, list[float]], logs: dict[str, list[Path]], steps: dict[str, int], scored: dict[str, list[dict]]
+) -> tuple[dict, list[str]]:
+    """Each system's figures (as --json writes them) and its row of the printed table, from the wall seconds, logs
+    and scores of its runs. The time ratio is to cltdr's median, None (printed "-") when cltdr did not run."""
+    base = statistics.median(seconds["cltdr"]) if seconds.get("cltdr") else None
+    figures, rows = {}, []
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        inside = [epoch_seconds(log) for log in logs[name]]
+        in_epochs = statistics.median(inside) if None not in inside else None  # type: ignore[type-var]
+        ratio = median / base if base else None
+        figures[name] = {
+            "seconds": times,
+            "epoch_seconds": inside,
+            "steps": steps[name],
+            "ratio_to_cltdr": ratio,
+            "scores": scored[name],
+        }
+        mean_map = " / ".join(
+            f"{100 * statistics.mean(r[w]['average'] for r in scored[name]):.2f}"
+            if scored[name] and w in scored[name][0]
+            else "-"
+            for w in ("ema", "raw")
+        )
+        rows.append(
+            f"{name:10s} {min(times):10.0f} / {median:9.0f} "
+            f"{'-' if in_epochs is None else f'{in_epochs:.0f}':>12s} {steps[name]:6d} {median / steps[name]:9.2f} "
+            f"{'-' if ratio is None else f'{ratio:.2f}':>14s} {mean_map:>19s}"
+        )
+    return figures, rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -213,6 +248,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     p.add_argument("--no-score", action="store_true", help="time the trainings only, score no weights")
+    p.add_argument(
+        "--no-cltdr",
+        action="store_true",
+        help="train only the competitors (e.g. more seeds of theirs beside cltdr's recorded runs); no time ratios",
+    )
     args = p.parse_args()
 
     rivals = {}
@@ -255,15 +295,15 @@ def main() -> None:
     n = train_videos(annotations, cfg.dataset.train_subset)
     epochs = cfg.train.epochs + cfg.train.warmup_epochs
     steps = {"cltdr": epochs * math.ceil(n / cfg.train.batch_size)}
-    commands = {
-        "cltdr": lambda k: (
+    commands = {}
+    if not args.no_cltdr:
+        commands["cltdr"] = lambda k: (
             [sys.executable, "-m", "cltdr", "train", str(args.config.resolve()), "--out", str(out / f"cltdr-{k}")]
             + ["--quiet"]
             + (["--set", *args.set] if args.set else []),
             Path.cwd(),
             env,
         )
-    }
     for name, path in rivals.items():
         template = yaml.safe_load((path / RIVALS[name][0]).read_text())
         config_file = out / f"{name}.yaml"
@@ -280,7 +320,7 @@ def main() -> None:
     # each run's folder: cltdr's --out, the released code's --save_ckpt_dir, TriDet's <config stem>_<--output>
     run_dir = {"cltdr": "cltdr-{k}", "released": "released-{k}", "tridet": "tridet_{k}"}
     weights: dict[str, tuple[str, ...]] = {name: ("ema", "raw") for name in commands}
-    if cfg.train.ema_decay is None:
+    if "cltdr" in weights and cfg.train.ema_decay is None:
         weights["cltdr"] = ("raw",)
 
     systems = list(commands)
@@ -302,34 +342,13 @@ def main() -> None:
         f"\n{args.config} ({n} training videos, {epochs} epochs, batch {cfg.train.batch_size}), "
         f"{args.threads} thread(s), {args.repeats} run(s) each; runs in {out}"
     )
+    logs = {name: [out / f"{name}-{k}.log" for k in range(args.repeats)] for name in systems}
+    figures, rows = summarise(seconds, logs, steps, scored)
     print(
         f"{'system':10s} {'wall s (min / median)':>22s} {'in epochs s':>12s} {'steps':>6s} {'s / step':>9s} "
         f"{'wall vs cltdr':>14s} {'avg mAP, EMA / raw':>19s}"
     )
-    base = statistics.median(seconds["cltdr"])
-    figures = {}
-    for name in systems:
-        median = statistics.median(seconds[name])
-        inside = [epoch_seconds(out / f"{name}-{k}.log") for k in range(args.repeats)]
-        in_epochs = statistics.median(inside) if None not in inside else None  # type: ignore[type-var]
-        figures[name] = {
-            "seconds": seconds[name],
-            "epoch_seconds": inside,
-            "steps": steps[name],
-            "ratio_to_cltdr": median / base,
-            "scores": scored[name],
-        }
-        mean_map = " / ".join(
-            f"{100 * statistics.mean(r[w]['average'] for r in scored[name]):.2f}"
-            if scored[name] and w in weights[name]
-            else "-"
-            for w in ("ema", "raw")
-        )
-        print(
-            f"{name:10s} {min(seconds[name]):10.0f} / {median:9.0f} "
-            f"{'-' if in_epochs is None else f'{in_epochs:.0f}':>12s} {steps[name]:6d} {median / steps[name]:9.2f} "
-            f"{median / base:14.2f} {mean_map:>19s}"
-        )
+    print("\n".join(rows))
     print("in epochs: the time inside their train.py's training epochs (cltdr's log has no epoch markers: -)")
     if not args.no_score:
         print(

@@ -290,3 +290,24 @@ def test_a_cltdr_run_scores_on_their_annotations_as_cltdr_test_scores_it(ct, tra
         assert figures[weights]["average"] == pytest.approx(metrics["average_mAP"], abs=1e-12)
         assert figures[weights]["mAP"] == pytest.approx(metrics["mAP"], abs=1e-12)
     assert figures["ema"]["average"] != figures["raw"]["average"]  # two different sets of weights were tested
+
+
+def test_the_summary_rates_time_against_cltdr_and_shows_a_dash_without_it(ct, tmp_path):
+    theirs, ours = tmp_path / "released-0.log", tmp_path / "cltdr-0.log"
+    theirs.write_text("10.0 [Train]: Epoch 0 started\n14.5 [Train]: Epoch 0 finished\n")
+    ours.write_text("")
+    scored = [{"ema": {"average": 0.1}, "raw": {"average": 0.5}}, {"ema": {"average": 0.3}, "raw": {"average": 0.7}}]
+    figures, rows = ct.summarise(
+        {"cltdr": [100.0, 300.0], "released": [500.0, 300.0]},
+        {"cltdr": [ours, ours], "released": [theirs, theirs]},
+        {"cltdr": 10, "released": 8},
+        {"cltdr": scored, "released": scored},
+    )
+    assert figures["released"]["ratio_to_cltdr"] == pytest.approx(2.0)  # median 400 s against 200 s
+    assert figures["released"]["epoch_seconds"] == [4.5, 4.5]
+    assert figures["cltdr"]["epoch_seconds"] == [None, None]
+    assert rows[1].split()[-4:] == ["2.00", "20.00", "/", "60.00"]  # ratio, mean EMA / raw mAP in %
+
+    alone, rows = ct.summarise({"released": [500.0]}, {"released": [theirs]}, {"released": 8}, {"released": scored[:1]})
+    assert alone["released"]["ratio_to_cltdr"] is None
+    assert rows[0].split()[-4:] == ["-", "10.00", "/", "50.00"]
