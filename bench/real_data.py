@@ -18,6 +18,12 @@ the README's GTEA figures:
 
     python bench/real_data.py --data ../shared/data/gtea-tcn --out gtea-runs --record bench/results/gtea-tcn.jsonl \
         --variants default released_divisor --splits 1 2 3 4 --seeds 2024 2025 2026
+
+``--competitors FILE`` adds to the table the competitors' own code, from the record of their whole trainings that
+bench/compare_training.py's runs fill (``bench/results/gtea-tcn-competitors.jsonl``): rows ``released_code`` and
+``tridet_code`` from that record's runs of the same data, splits and seeds (never trained here: their training needs
+their checkouts). Their EMA (a constant decay) holds mostly the initial weights on such short schedules, so the
+paired comparison takes their raw weights, the best they give, against the first variant's EMA.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -158,6 +165,12 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
     return scores
 
 
+def fail(message: str) -> NoReturn:
+    """Bad input: its message, naming the file and line, and exit status 2."""
+    print(f"real_data: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 class Record:
     """The JSON-lines record of finished runs (``--record``): scores by (data, split, seed, config), so a run is
     trained once whatever the run folder. After each new run the file is read again and rewritten whole,
@@ -176,7 +189,7 @@ class Record:
                     try:
                         self.entries.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise SystemExit(f"{self.path}:{n}: not a JSON line ({e})") from None
+                        fail(f"{self.path}:{n}: not a JSON line ({e})")
         self.scores = {self.key(e["data"], e["split"], e["seed"], e["config"]): e["scores"] for e in self.entries}
 
     @staticmethod
@@ -270,20 +283,48 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
     return "\n".join(lines)
 
 
-def paired(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:
-    """Each variant against the first on the (split, seed) runs both have (EMA): the mean difference, its std and
-    t = mean / (std / sqrt(n)); |t| under about 2 is within the runs' noise."""
+def paired(
+    results: dict, variants: list[str], splits: list[int], seeds: list[int], weights: dict[str, str] | None = None
+) -> str:
+    """Each variant against the first on the (split, seed) runs both have: the mean difference, its std and
+    t = mean / (std / sqrt(n)); |t| under about 2 is within the runs' noise. The first variant's EMA is compared
+    with each variant's ``weights`` (EMA unless named there)."""
     lines = []
     base = variants[0]
     for v in variants[1:]:
+        w = (weights or {}).get(v, "ema")
         pairs = [(results.get((base, s, k), {}), results.get((v, s, k), {})) for s in splits for k in seeds]
-        diffs = [100 * (b["ema"] - a["ema"]) for a, b in pairs if "ema" in a and "ema" in b]
+        diffs = [100 * (b[w] - a["ema"]) for a, b in pairs if "ema" in a and w in b]
         if len(diffs) < 2:
             continue
         mean, std = statistics.mean(diffs), statistics.stdev(diffs)
         t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
-        lines.append(f"{v} - {base} (EMA, {len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}")
+        which = "EMA" if w == "ema" else f"{w} against EMA"
+        lines.append(f"{v} - {base} ({which}, {len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}")
     return "\n".join(lines)
+
+
+def competitor_runs(path: Path, data: str, splits: list[int], seeds: list[int]) -> dict:
+    """The competitors' runs of bench/compare_training.py's record ``path`` on ``data``'s splits and seeds, keyed
+    like this script's runs: (f"{system}_code", split, seed) -> scores and time. cltdr's runs there are left out:
+    this script's record holds them."""
+    if not path.is_file():
+        fail(f"{path}: no such record of the competitors' runs (bench/compare_training.py's, one JSON line a run)")
+    results = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+            if e["system"] == "cltdr" or e["data"] != data or e["split"] not in splits or e["seed"] not in seeds:
+                continue
+            run = {"train_s": e["seconds"]}
+            for w, figures in e["scores"].items():
+                run[w], run[f"{w}_mAP"] = figures["average"], figures["mAP"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            fail(f"{path}:{n}: not a run of bench/compare_training.py ({type(err).__name__}: {err})")
+        results[(f"{e['system']}_code", e["split"], e["seed"])] = run
+    return results
 
 
 def main() -> int:
@@ -301,6 +342,7 @@ def main() -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[2024, 2025, 2026])
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     p.add_argument("--record", type=Path, help="JSON-lines record of finished runs: read, and added to")
+    p.add_argument("--competitors", type=Path, help="record of the competitors' trainings (compare_training.py)")
     args = p.parse_args()
     variants = dict(VARIANTS)
     for item in args.set:
@@ -345,8 +387,13 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         for key, r in pool.map(work, jobs):
             results[key] = r
-    text = table(results, args.variants, args.splits, args.seeds)
-    text += "\n\n" + paired(results, args.variants, args.splits, args.seeds)
+    rows = list(args.variants)
+    if args.competitors:
+        theirs = competitor_runs(args.competitors, data, args.splits, args.seeds)
+        results.update(theirs)
+        rows += sorted({v for v, _, _ in theirs})
+    text = table(results, rows, args.splits, args.seeds)
+    text += "\n\n" + paired(results, rows, args.splits, args.seeds, {v: "raw" for v in rows[len(args.variants) :]})
     (args.out / "table.md").write_text(text + "\n")
     print(text)
     return 0

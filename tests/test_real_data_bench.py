@@ -48,11 +48,12 @@ def test_two_writers_of_one_record_keep_each_others_runs(rd, tmp_path):
     assert len(path.read_text().splitlines()) == 2
 
 
-def test_a_broken_record_line_is_named(rd, tmp_path):
+def test_a_broken_record_line_is_named_with_status_2(rd, tmp_path, capsys):
     path = tmp_path / "record.jsonl"
     path.write_text('{"data": "x"}\nnot json\n')
-    with pytest.raises(SystemExit, match=r"record.jsonl:2: not a JSON line"):
+    with pytest.raises(SystemExit) as exit_:
         rd.Record(path)
+    assert exit_.value.code == 2 and "record.jsonl:2: not a JSON line" in capsys.readouterr().err
 
 
 def test_table_and_paired_difference_from_partial_records(rd):
@@ -77,3 +78,57 @@ def test_table_and_paired_difference_from_partial_records(rd):
     assert rd.paired(results, ["a", "b"], [1, 2], [1, 2]) == (
         f"b - a (EMA, 3 paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
     )
+
+
+def competitor_line(system: str, split: int, seed: int, ema: float, raw: float, data: str = "gtea-tcn") -> str:
+    """One run as bench/compare_training.py's record holds it."""
+    scores = {w: {"average": v, "mAP": {"0.30": v + 0.1, "0.70": v - 0.1}} for w, v in (("ema", ema), ("raw", raw))}
+    run = {"data": data, "split": split, "seed": seed, "system": system, "seconds": 900.0, "scores": scores}
+    return json.dumps(run) + "\n"
+
+
+def test_competitors_join_the_table_and_are_paired_by_their_raw_weights(rd, tmp_path):
+    path = tmp_path / "competitors.jsonl"
+    path.write_text(
+        competitor_line("released", 1, 1, 0.07, 0.50)
+        + competitor_line("released", 2, 1, 0.08, 0.58)
+        + competitor_line("cltdr", 1, 1, 0.99, 0.99)  # cltdr's runs come from its own record
+        + competitor_line("released", 3, 1, 0.1, 0.1)  # a split not asked for
+        + competitor_line("released", 1, 2, 0.1, 0.1)  # a seed not asked for
+        + competitor_line("released", 1, 1, 0.1, 0.1, data="other")
+        + "\n"
+    )
+    theirs = rd.competitor_runs(path, "gtea-tcn", [1, 2], [1])
+    assert set(theirs) == {("released_code", 1, 1), ("released_code", 2, 1)}
+    assert theirs[("released_code", 1, 1)] == {
+        "train_s": 900.0,
+        "ema": 0.07,
+        "ema_mAP": {"0.30": pytest.approx(0.17), "0.70": pytest.approx(-0.03)},
+        "raw": 0.50,
+        "raw_mAP": {"0.30": pytest.approx(0.6), "0.70": pytest.approx(0.4)},
+    }
+    ours = {("default", 1, 1): {"ema": 0.53}, ("default", 2, 1): {"ema": 0.57}}
+    text = rd.paired({**ours, **theirs}, ["default", "released_code"], [1, 2], [1], {"released_code": "raw"})
+    diffs = [-3.0, 1.0]  # their raw 50 and 58 against our EMA 53 and 57
+    mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+    t = mean / (std / math.sqrt(2))
+    assert (
+        text == f"released_code - default (raw against EMA, 2 paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "no such record"),
+        ('{"data": "gtea-tcn"}\n', "competitors.jsonl:1: not a run of"),
+        ("{\n", ":1: not a run"),
+    ],
+)
+def test_a_missing_or_broken_competitors_record_is_named_with_status_2(rd, tmp_path, capsys, text, expected):
+    path = tmp_path / "competitors.jsonl"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        rd.competitor_runs(path, "gtea-tcn", [1], [1])
+    assert exit_.value.code == 2 and expected in capsys.readouterr().err
