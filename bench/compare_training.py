@@ -1,7 +1,7 @@
 """Whole trainings side by side: ``cltdr train`` against the authors' and TriDet's own ``train.py`` on one dataset.
 
     python bench/compare_training.py CONFIG [--released PATH] [--tridet PATH] [--set KEY=VALUE ...]
-        [--threads 1] [--repeats 1] [--out DIR] [--json FILE] [--no-score] [--no-cltdr]
+        [--threads 1] [--repeats 1] [--out DIR] [--json FILE] [--record FILE] [--no-score] [--no-cltdr]
 
 CONFIG is a cltdr config (e.g. one made from configs/custom.yaml); ``--set`` overrides its keys as ``cltdr train
 --set`` does. Each competitor is a checkout of its repository (github.com/LiQiang0307/CLTDR-GMG,
@@ -36,11 +36,17 @@ with the EMA off), all by one evaluator: cltdr's (``cltdr evaluate``, average mA
 against the annotation file written for them. cltdr's run is tested with ``cltdr test RUN --weights ema|raw``;
 theirs with their own test-time code on their last epoch's checkpoint (bench/their_predictions.py: their dataset,
 model, decoding and Soft-NMS). ``--no-score`` skips this.
+
+``--record FILE`` adds every run to a JSON-lines record, one line a run: data set and split (from the config's
+annotation file, in bench/real_data.py's layout ``<data>/split<N>/annotations.json``), seed, system, seconds,
+steps, ratio, scores, threads, overrides, commit and date. ``bench/results/gtea-tcn-competitors.jsonl`` is the
+record of the README's GTEA comparison; ``bench/real_data.py --competitors`` tables it beside cltdr's variants.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -49,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -58,6 +65,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from compare_released import RIVALS  # noqa: E402
+from real_data import commit, data_and_split  # noqa: E402
 from released_code import build_nms  # noqa: E402
 
 
@@ -233,6 +241,37 @@ def summarise(
     return figures, rows
 
 
+def runs(figures: dict, data: str, split: int | None, seed: int, context: dict) -> list[dict]:
+    """One record entry per run of ``figures`` (summarise's), with the data set, split, seed and ``context``."""
+    return [
+        {
+            "data": data,
+            "split": split,
+            "seed": seed,
+            "system": name,
+            "seconds": f["seconds"][k],
+            "epoch_seconds": f["epoch_seconds"][k],
+            "steps": f["steps"],
+            "ratio_to_cltdr": f["ratio_to_cltdr"],
+            "scores": f["scores"][k] if f["scores"] else None,
+            **context,
+        }
+        for name, f in figures.items()
+        for k in range(len(f["seconds"]))
+    ]
+
+
+def record(path: Path, entries: list[dict]) -> None:
+    """Append ``entries`` to the JSON-lines record ``path``, whole lines under a lock on the file, so that
+    comparisons running beside each other can share one record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        f.write("".join(json.dumps(e) + "\n" for e in entries))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -247,6 +286,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="whole trainings per system (default 1)")
     p.add_argument("--out", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    p.add_argument("--record", type=Path, default=None, help="add every run to this JSON-lines record")
     p.add_argument("--no-score", action="store_true", help="time the trainings only, score no weights")
     p.add_argument(
         "--no-cltdr",
@@ -357,6 +397,10 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(json.dumps({"config": str(args.config), "set": args.set, "figures": figures}, indent=1))
+    if args.record:
+        data, split = data_and_split(cfg.dataset.annotation_file)
+        context = {"threads": args.threads, "set": args.set, "commit": commit(), "date": date.today().isoformat()}
+        record(args.record, runs(figures, data, split, cfg.train.seed, context))
 
 
 if __name__ == "__main__":

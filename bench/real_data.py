@@ -125,11 +125,21 @@ def settings(overrides: dict[str, object]) -> dict:
 
 
 def write_config(path: Path, split_dir: Path, cfg: dict, seed: int) -> None:
+    """A run's config: the recipe ``cfg`` on the split folder ``<data>/split<N>`` (its annotations.json and
+    features/, as in ../shared/data/gtea-tcn) with ``seed``."""
     cfg = json.loads(json.dumps(cfg))
     cfg["dataset"]["annotation_file"] = str(split_dir / "annotations.json")
     cfg["dataset"]["feat_dir"] = str(split_dir / "features")
     cfg["train"]["seed"] = seed
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def data_and_split(annotation_file: str | Path) -> tuple[str, int | None]:
+    """The data set's name and split number of a config's annotation file in write_config's layout
+    (``<data>/split<N>/annotations.json``); elsewhere the file's folder name and None."""
+    folder = Path(annotation_file).resolve().parent
+    number = folder.name.removeprefix("split")
+    return (folder.parent.name, int(number)) if number.isdigit() else (folder.name, None)
 
 
 RESULT = "bench_result.json"  # a finished run's scores, in its run folder
@@ -319,7 +329,7 @@ def competitor_runs(path: Path, data: str, splits: list[int], seeds: list[int]) 
             if e["system"] == "cltdr" or e["data"] != data or e["split"] not in splits or e["seed"] not in seeds:
                 continue
             run = {"train_s": e["seconds"]}
-            for w, figures in e["scores"].items():
+            for w, figures in (e["scores"] or {}).items():  # None: a run timed only (--no-score)
                 run[w], run[f"{w}_mAP"] = figures["average"], figures["mAP"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             fail(f"{path}:{n}: not a run of bench/compare_training.py ({type(err).__name__}: {err})")

@@ -311,3 +311,39 @@ def test_the_summary_rates_time_against_cltdr_and_shows_a_dash_without_it(ct, tm
     alone, rows = ct.summarise({"released": [500.0]}, {"released": [theirs]}, {"released": 8}, {"released": scored[:1]})
     assert alone["released"]["ratio_to_cltdr"] is None
     assert rows[0].split()[-4:] == ["-", "10.00", "/", "50.00"]
+
+
+def test_the_record_of_runs_is_what_real_data_tables(ct, bench_script, tmp_path):
+    rd = bench_script("real_data")
+    assert rd.data_and_split(tmp_path / "gtea-tcn" / "split3" / "annotations.json") == ("gtea-tcn", 3)
+    assert rd.data_and_split(tmp_path / "mine" / "annotations.json") == ("mine", None)
+    scores = [{"ema": {"average": 0.1, "mAP": {"0.30": 0.2}}, "raw": {"average": 0.5, "mAP": {"0.30": 0.6}}}]
+    figures = {
+        "cltdr": {"seconds": [90.0], "epoch_seconds": [None], "steps": 11, "ratio_to_cltdr": 1.0, "scores": scores},
+        "released": {
+            "seconds": [150.0],
+            "epoch_seconds": [140.0],
+            "steps": 10,
+            "ratio_to_cltdr": 1.5,
+            "scores": scores,
+        },
+    }
+    path = tmp_path / "results" / "competitors.jsonl"
+    context = {"threads": 1, "set": ["train.seed=7"], "commit": "abc", "date": "2026-12-04"}
+    ct.record(path, ct.runs(figures, "gtea-tcn", 3, 7, context))
+    ct.record(path, ct.runs({"released": figures["released"]}, "gtea-tcn", 4, 7, context))  # a second comparison adds
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["system"], e["split"], e["seed"], e["commit"]) for e in lines] == [
+        ("cltdr", 3, 7, "abc"),
+        ("released", 3, 7, "abc"),
+        ("released", 4, 7, "abc"),
+    ]
+    theirs = rd.competitor_runs(path, "gtea-tcn", [3, 4], [7])
+    assert theirs[("released_code", 3, 7)] == {
+        "train_s": 150.0,
+        "ema": 0.1,
+        "ema_mAP": {"0.30": 0.2},
+        "raw": 0.5,
+        "raw_mAP": {"0.30": 0.6},
+    }
+    assert set(theirs) == {("released_code", 3, 7), ("released_code", 4, 7)}
