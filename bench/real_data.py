@@ -23,7 +23,8 @@ the README's GTEA figures:
 bench/compare_training.py's runs fill (``bench/results/gtea-tcn-competitors.jsonl``): rows ``released_code`` and
 ``tridet_code`` from that record's runs of the same data, splits and seeds (never trained here: their training needs
 their checkouts). Their EMA (a constant decay) holds mostly the initial weights on such short schedules, so the
-paired comparison takes their raw weights, the best they give, against the first variant's EMA.
+paired comparison takes their raw weights, the best they give, against the first variant's EMA. ``--table-only``
+prints the table of what the records hold and trains nothing.
 """
 
 from __future__ import annotations
@@ -352,6 +353,9 @@ def main() -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[2024, 2025, 2026])
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     p.add_argument("--record", type=Path, help="JSON-lines record of finished runs: read, and added to")
+    p.add_argument(
+        "--table-only", action="store_true", help="table the recorded runs, train none (missing ones are left out)"
+    )
     p.add_argument("--competitors", type=Path, help="record of the competitors' trainings (compare_training.py)")
     args = p.parse_args()
     variants = dict(VARIANTS)
@@ -385,6 +389,9 @@ def main() -> int:
         v, s, k = key
         r = record.find(data, s, k, cfg)
         origin = "recorded"
+        if r is None and args.table_only:
+            print(f"{key}: not recorded, left out", flush=True)
+            return key, None
         if r is None:
             origin = "read from its run folder" if (run / RESULT).is_file() else "trained"
             r = run_one(cltdr, run, config, log)
@@ -396,7 +403,8 @@ def main() -> int:
 
     with ThreadPoolExecutor(args.jobs) as pool:
         for key, r in pool.map(work, jobs):
-            results[key] = r
+            if r is not None:
+                results[key] = r
     rows = list(args.variants)
     if args.competitors:
         theirs = competitor_runs(args.competitors, data, args.splits, args.seeds)

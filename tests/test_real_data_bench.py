@@ -132,3 +132,23 @@ def test_a_missing_or_broken_competitors_record_is_named_with_status_2(rd, tmp_p
     with pytest.raises(SystemExit) as exit_:
         rd.competitor_runs(path, "gtea-tcn", [1], [1])
     assert exit_.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_table_only_tables_the_record_and_trains_nothing(rd, tmp_path, monkeypatch, capsys):
+    record = tmp_path / "record.jsonl"
+    rd.Record(record).add("gtea-tcn", "default", 1, 7, rd.settings({}), {"ema": 0.5, "raw": 0.4})
+    competitors = tmp_path / "competitors.jsonl"
+    competitors.write_text(competitor_line("released", 1, 7, 0.05, 0.45) + competitor_line("released", 2, 7, 0.05, 0.6))
+
+    def no_training(*args):
+        raise AssertionError("--table-only trained a run")
+
+    monkeypatch.setattr(rd, "run_one", no_training)
+    argv = ["real_data.py", "--data", str(tmp_path / "gtea-tcn"), "--out", str(tmp_path / "runs")]
+    argv += ["--record", str(record), "--competitors", str(competitors), "--splits", "1", "2", "--seeds", "7"]
+    monkeypatch.setattr("sys.argv", [*argv, "--table-only"])
+    assert rd.main() == 0
+    out = capsys.readouterr().out
+    assert "('default', 2, 7): not recorded, left out" in out
+    assert "| default | ema | 50.0 | - | 50.0 |" in out
+    assert "| released_code | raw | 45.0 | 60.0 | 52.5 |" in out
