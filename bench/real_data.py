@@ -147,7 +147,8 @@ RESULT = "bench_result.json"  # a finished run's scores, in its run folder
 
 
 def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
-    """Train (or finish training) and test one run; returns {'ema': avg mAP, 'raw': ..., 'train_s': ...}."""
+    """Train (or finish training) and test one run; returns {'ema': avg mAP, 'raw': ..., 'train_s': ...} (no
+    'train_s' for a run resumed from its folder)."""
     result = run / RESULT
     if result.is_file():
         return json.loads(result.read_text())
@@ -155,11 +156,12 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
     with log.open("a") as out:
         start = time.perf_counter()
         cmd = [cltdr, "train", str(config), "--out", str(run), "--quiet"]
-        if (run / "config.yaml").is_file():
+        resumed = (run / "config.yaml").is_file()
+        if resumed:
             cmd.append("--resume")
         subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT, env=env)
-        train_s = time.perf_counter() - start
-        scores: dict = {"train_s": train_s}
+        # A resumed run's time is that of its last epochs only: no training time then.
+        scores: dict = {} if resumed else {"train_s": time.perf_counter() - start}
         for weights in ("ema", "raw"):
             dest = run / f"test-{weights}"
             subprocess.run(

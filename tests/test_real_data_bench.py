@@ -152,3 +152,23 @@ def test_table_only_tables_the_record_and_trains_nothing(rd, tmp_path, monkeypat
     assert "('default', 2, 7): not recorded, left out" in out
     assert "| default | ema | 50.0 | - | 50.0 |" in out
     assert "| released_code | raw | 45.0 | 60.0 | 52.5 |" in out
+
+
+def test_a_resumed_run_keeps_its_scores_but_claims_no_training_time(rd, tmp_path):
+    # a stand-in for the cltdr command: `test` writes the metrics file, `train` nothing
+    cltdr = tmp_path / "cltdr"
+    cltdr.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = test ]; then while [ "$1" != --out ]; do shift; done; mkdir -p "$2"\n'
+        '  echo \'{"average_mAP": 0.5, "mAP": {"0.50": 0.5}}\' > "$2/metrics.json"; fi\n'
+    )
+    cltdr.chmod(0o755)
+    fresh, resumed = tmp_path / "fresh", tmp_path / "resumed"
+    fresh.mkdir()
+    resumed.mkdir()
+    (resumed / "config.yaml").write_text("{}")  # an interrupted run's folder
+    log = tmp_path / "log"
+    assert rd.run_one(str(cltdr), fresh, tmp_path / "c.yaml", log)["train_s"] >= 0
+    scores = rd.run_one(str(cltdr), resumed, tmp_path / "c.yaml", log)
+    assert scores == {"ema": 0.5, "ema_mAP": {"0.50": 0.5}, "raw": 0.5, "raw_mAP": {"0.50": 0.5}}
+    assert json.loads((resumed / rd.RESULT).read_text()) == scores
