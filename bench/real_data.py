@@ -6,7 +6,8 @@
 Every (variant, split, seed) is one ``cltdr train`` of a config written from the recipe below (what a user
 gets from ``configs/custom.yaml`` with the README's settings for such data) plus the variant's overrides, then
 ``cltdr test`` of its EMA and of its raw weights. Each runs as its own process on one thread, ``--jobs`` at a
-time; a finished run is kept, so the same command continues after an interruption. The table gives, per variant
+time; a finished run is kept, so the same command continues after an interruption. A run that fails is named
+with its log and left out of the table, the others go on, and the exit status is 1. The table gives, per variant
 and weights, the mean +- std over seeds of each split and the mean over splits of the per-seed mean.
 The dataset is read in place and never copied.
 
@@ -385,6 +386,7 @@ def main() -> int:
                 write_config(config, args.data / f"split{s}", cfg, k)
                 jobs.append(((v, s, k), cfg, run, config, run.parent / f"seed-{k}.log"))
     results: dict = {}
+    failed: list[str] = []
 
     def work(job):
         key, cfg, run, config, log = job
@@ -396,7 +398,12 @@ def main() -> int:
             return key, None
         if r is None:
             origin = "read from its run folder" if (run / RESULT).is_file() else "trained"
-            r = run_one(cltdr, run, config, log)
+            try:
+                r = run_one(cltdr, run, config, log)
+            except subprocess.CalledProcessError as e:  # the sweep goes on; the run is named at the end
+                failed.append(f"{key}: `{' '.join(e.cmd[1:3])}` exited with status {e.returncode}, see {log}")
+                print(failed[-1], flush=True)
+                return key, None
             record.add(data, v, s, k, cfg, r)
         print(
             f"{key}: {origin}, " + ", ".join(f"{n} {r[n]:.4g}" for n in ("ema", "raw", "train_s") if n in r), flush=True
@@ -416,6 +423,9 @@ def main() -> int:
     text += "\n\n" + paired(results, rows, args.splits, args.seeds, {v: "raw" for v in rows[len(args.variants) :]})
     (args.out / "table.md").write_text(text + "\n")
     print(text)
+    if failed:
+        print(f"{len(failed)} run(s) failed, left out of the table:", *failed, sep="\n", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from cltdr import cli
@@ -112,3 +113,26 @@ def test_interrupted_run_resumes_exactly(
     # B's log: epoch 1 and one step of epoch 2 before the interruption; the resume dropped that step (the lost
     # partial epoch) and logged epoch 2 again: A's log, value for value.
     assert _without_time(_log(run_dir)) == _without_time(_log(trained_run))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_run_resumes(tiny_data, tiny_iterations, write_config, tmp_path, capsys, monkeypatch):
+    """A GPU run interrupted after its first epoch resumes on the GPU. The checkpoint holds the generators' states,
+    which torch restores from host memory only: read to the GPU, they made every GPU resume fail."""
+    config = write_config(tiny_data, train={"device": "cuda", "epochs": 2, "warmup_epochs": 0})
+    run_dir = tmp_path / "run"
+    calls = {"n": 0}
+    loss = Detector.loss
+
+    def interrupted_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == tiny_iterations + 2:
+            raise KeyboardInterrupt
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "loss", interrupted_loss)
+    assert cli.main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 130
+    monkeypatch.undo()
+    assert cli.main(["train", str(config), "--out", str(run_dir), "--resume", "--quiet"]) == 0
+    assert "resumed at epoch 1" in capsys.readouterr().out
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2

@@ -172,3 +172,22 @@ def test_a_resumed_run_keeps_its_scores_but_claims_no_training_time(rd, tmp_path
     scores = rd.run_one(str(cltdr), resumed, tmp_path / "c.yaml", log)
     assert scores == {"ema": 0.5, "ema_mAP": {"0.50": 0.5}, "raw": 0.5, "raw_mAP": {"0.50": 0.5}}
     assert json.loads((resumed / rd.RESULT).read_text()) == scores
+
+
+def test_a_failed_run_is_named_and_the_sweep_goes_on(rd, tmp_path, monkeypatch, capsys):
+    def run_one(cltdr, run, config, log):
+        if run.name == "seed-1":
+            raise rd.subprocess.CalledProcessError(1, [cltdr, "train", str(config)])
+        return {"ema": 0.5, "raw": 0.4}
+
+    monkeypatch.setattr(rd, "run_one", run_one)
+    record = tmp_path / "record.jsonl"
+    argv = ["real_data.py", "--data", str(tmp_path / "gtea-tcn"), "--out", str(tmp_path / "runs")]
+    monkeypatch.setattr("sys.argv", [*argv, "--record", str(record), "--splits", "1", "--seeds", "1", "2"])
+    assert rd.main() == 1
+    err = capsys.readouterr().err
+    log = tmp_path / "runs" / "default" / "split1" / "seed-1.log"
+    assert f"1 run(s) failed, left out of the table:\n('default', 1, 1): `train {log.parent / 'seed-1.yaml'}`" in err
+    assert f"exited with status 1, see {log}" in err
+    (entry,) = [json.loads(line) for line in record.read_text().splitlines()]  # the other seed's run, recorded
+    assert entry["seed"] == 2

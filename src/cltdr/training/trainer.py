@@ -213,7 +213,9 @@ class Trainer:
                 hint="--resume continues on the features the run started on: point dataset.feat_dir at them",
             )
         if resume:
-            state, path, passed_over = load_resumable(self.run, map_location=self.device)
+            # Read to the host: the generators' states must be CPU tensors (torch.set_rng_state refuses CUDA ones);
+            # load_state_dict copies the weights and the optimiser's moments to the model's device.
+            state, path, passed_over = load_resumable(self.run)
             if passed_over:
                 warnings.warn(f"{passed_over}; resuming from {path}, the checkpoint of the epoch before")
             self._load(state, path)
