@@ -13,9 +13,10 @@ The dataset is read in place and never copied.
 
 ``--record FILE`` keeps every finished run's scores beyond its run folder, one JSON line each: the data set's
 folder name, variant, split, seed, the config it trained with (the recipe with its overrides, less the paths), the
-scores, and the code's commit. A run the record already holds (same data, split, seed and config) is not trained again,
-so runs of several sessions or machines add up to one table. ``bench/results/gtea-tcn.jsonl`` is the record of
-the README's GTEA figures:
+scores, and the code's commit. A run the record already holds (same data, split, seed and config) is not trained
+again, so runs of several sessions or machines add up to one table. The config is the one written, less the
+defaults, so a change of a default rewrites the record: its earlier runs get the old value written out (as
+``model.gmg.filter: conv``). ``bench/results/gtea-tcn.jsonl`` is the record of the README's GTEA figures:
 
     python bench/real_data.py --data ../shared/data/gtea-tcn --out gtea-runs --record bench/results/gtea-tcn.jsonl \
         --variants default released_divisor --splits 1 2 3 4 --seeds 2024 2025 2026
@@ -98,7 +99,8 @@ RELEASED_FORMS: dict[str, dict[str, object]] = {
 # architecture on each video's own length (no max_seq_len canvas) with the project's loss settings.
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "full_refine": {"model.cltdr.refine_depthwise": False},  # the defaults up to 0.3.0
+    "filter_conv": {"model.gmg.filter": "conv"},  # eq. 2's filter as the paper writes it, the default up to 0.3.0
+    "full_refine": {"model.cltdr.refine_depthwise": False, "model.gmg.filter": "conv"},  # the defaults of 0.3.0
     "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
     "released_divisor": {"model.variant": "released", "model.ffn_dim": 768, "model.released.padding": "divisor"},
     "trident": {"model.decoder": "trident"},

@@ -243,7 +243,9 @@ def test_a_run_saved_before_a_model_key_existed_keeps_its_architecture(tmp_path)
     assert cfg.model.cltdr.depthwise is False and cfg.model.cltdr.shared_refine is False
     assert cfg.model.cltdr.offset_init == "default" and cfg.model.cltdr.clamp_refined is False
     assert cfg.loss.coarse_cls == "varifocal"  # resumed, it keeps training with its own loss
+    assert cfg.model.gmg.filter == "conv"
     assert config_from_dict(BASE).model.cltdr.depthwise is True  # today's default differs
+    assert config_from_dict(BASE).model.gmg.filter == "spectral"
     assert config_from_dict(BASE).loss.coarse_cls == "focal"
     # another decoder's run gets the loss key but no model.cltdr section
     data["model"]["decoder"] = "trident"

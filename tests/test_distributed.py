@@ -200,7 +200,7 @@ def test_fp16_training_keeps_its_grad_scaler_in_checkpoints(tiny_data, write_con
 
 
 def test_losses_stay_fp32_under_autocast(tiny_data):
-    """The network runs in bf16 under autocast, its losses in fp32 (the FFT branch too: GlobalFilter)."""
+    """The network runs in bf16 under autocast, its losses in fp32 (the FFT branch transforms in fp32 too)."""
     cfg = config_from_dict(yaml.safe_load(yaml.safe_dump(config_dict(tiny_data))), "tiny")
     model = build_detector(cfg, 3)
     x, mask = torch.randn(2, tiny_data.input_dim, 64), torch.ones(2, 64, dtype=torch.bool)

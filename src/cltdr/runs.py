@@ -42,6 +42,7 @@ ARCHITECTURE_KEYS = ("model", "dataset.input_dim", "dataset.class_names")
 # run trained (the default for new runs may differ): a run's config.yaml without the key gets this value, so old
 # runs still load and resume as they trained. Only keys of the model sections a run reads apply (keys_before).
 RUN_KEYS_BEFORE = {
+    "model.gmg.filter": "conv",
     "loss.coarse_cls": "varifocal",
     "model.cltdr.offset_init": "default",
     "model.cltdr.clamp_refined": False,

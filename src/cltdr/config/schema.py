@@ -195,20 +195,22 @@ class GMGOptions(_Section):
     filter_init_std: Optional[float] = Field(
         0.02,
         gt=0,
-        description="Std of the initial weights and biases of the FFT filter's two convs (None: PyTorch's default "
-        "conv init). The filter W is computed from the spectrum, so the global term grows with the square of the "
-        "input: with the default init each block multiplies the activations' scale by up to 10x at the start and "
-        "training is slow and seed-dependent; started small, as GFNet and the released code start their filters, "
-        "the global branch begins near zero and the blocks near the identity.",
+        description="filter 'conv': std of the initial weights and biases of the FFT filter's two convs (None: "
+        "PyTorch's default conv init). The filter W is computed from the spectrum, so the global term grows with "
+        "the square of the input: with the default init each block multiplies the activations' scale by up to 10x "
+        "at the start and training is slow and seed-dependent; started small, as GFNet and the released code start "
+        "their filters, the global branch begins near zero and the blocks near the identity.",
+    )
+
+    filter: Literal["conv", "spectral"] = Field(
+        "spectral",
+        description="FFT filter W of eq. 2: 'spectral', the released code's SoftShrink(A2 ReLU(A1 X_f + b1) + b2) "
+        "with A1, A2 one complex scalar per channel, started at N(0, 0.02); 'conv', the paper's "
+        "Conv(ReLU(Conv(X_f))) along frequency. The released form is the default: ahead on real features, level "
+        "on the synthetic benchmark, faster (README, 'Which variant is the default').",
     )
 
     # The released code's forms (``cltdr.model.released`` lists them), each one switch away from the paper's:
-    filter: Literal["conv", "spectral"] = Field(
-        "conv",
-        description="FFT filter W of eq. 2: 'conv', the paper's Conv(ReLU(Conv(X_f))) along frequency; "
-        "'spectral', the released code's SoftShrink(A2 ReLU(A1 X_f + b1) + b2) with A1, A2 one complex scalar "
-        "per channel.",
-    )
     gate_form: Literal["relu", "product"] = Field(
         "relu",
         description="'relu': eq. 4's ReLU gates; 'product' (released code): plain products, and the branches' "

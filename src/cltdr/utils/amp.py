@@ -13,7 +13,7 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast(device: torch.device, amp: str) -> ContextManager:
     """Autocast to ``amp``'s dtype on ``device`` ('none': no context, fp32 throughout). The FFT branch and the
-    losses leave it for fp32 themselves (``GlobalFilter``, ``Detector.loss``)."""
+    losses leave it for fp32 themselves (``GlobalFilter``, ``SpectralFilter``, ``Detector.loss``)."""
     if amp == "none":
         return contextlib.nullcontext()
     if amp not in AMP_DTYPES:
