@@ -67,6 +67,20 @@ def _without_time(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
+def _interrupt_in_epoch_2(monkeypatch, iters: int) -> None:
+    """Ctrl-C at epoch 2, iteration 1 (``iters`` an epoch): one optimiser step of epoch 2 has been taken."""
+    calls = {"n": 0}
+    loss = Detector.loss
+
+    def interrupted_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == iters + 2:
+            raise KeyboardInterrupt
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "loss", interrupted_loss)
+
+
 def test_interrupted_run_resumes_exactly(
     trained_run, tiny_data, tiny_iterations, write_config, tmp_path, capsys, monkeypatch
 ):
@@ -75,16 +89,7 @@ def test_interrupted_run_resumes_exactly(
     config = write_config(tiny_data)  # the config trained_run was trained with
     run_dir = tmp_path / "run"
     iters = tiny_iterations
-    calls = {"n": 0}
-    loss = Detector.loss
-
-    def interrupted_loss(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == iters + 2:  # epoch 2, iteration 1: one optimiser step of epoch 2 has been taken
-            raise KeyboardInterrupt
-        return loss(self, *args, **kwargs)
-
-    monkeypatch.setattr(Detector, "loss", interrupted_loss)
+    _interrupt_in_epoch_2(monkeypatch, iters)
     assert cli.main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 130
     assert f"--out {run_dir} --resume" in capsys.readouterr().err
     # The interruption left the epoch-1 checkpoint, whole (written atomically), and no temporary file.
@@ -121,16 +126,7 @@ def test_a_gpu_run_resumes(tiny_data, tiny_iterations, write_config, tmp_path, c
     which torch restores from host memory only: read to the GPU, they made every GPU resume fail."""
     config = write_config(tiny_data, train={"device": "cuda", "epochs": 2, "warmup_epochs": 0})
     run_dir = tmp_path / "run"
-    calls = {"n": 0}
-    loss = Detector.loss
-
-    def interrupted_loss(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == tiny_iterations + 2:
-            raise KeyboardInterrupt
-        return loss(self, *args, **kwargs)
-
-    monkeypatch.setattr(Detector, "loss", interrupted_loss)
+    _interrupt_in_epoch_2(monkeypatch, tiny_iterations)
     assert cli.main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 130
     monkeypatch.undo()
     assert cli.main(["train", str(config), "--out", str(run_dir), "--resume", "--quiet"]) == 0
