@@ -101,6 +101,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
     "filter_conv": {"model.gmg.filter": "conv"},  # eq. 2's filter as the paper writes it, the default up to 0.3.0
     "full_refine": {"model.cltdr.refine_depthwise": False, "model.gmg.filter": "conv"},  # the defaults of 0.3.0
+    "no_gate": {"model.gmg.gate": False},  # eq. 4 without its gates, the paper's Table 7 ablation
     "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
     "released_divisor": {"model.variant": "released", "model.ffn_dim": 768, "model.released.padding": "divisor"},
     "trident": {"model.decoder": "trident"},
