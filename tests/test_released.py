@@ -331,7 +331,11 @@ def compare_levels(model, feats: torch.Tensor, ref: dict) -> dict[str, float]:
             tol = 1e-5 * max(1.0, b.abs().max().item())
             assert diff <= tol, f"level {l} {name}: max difference {diff:.2e} (tolerance {tol:.2e})"
         diff = (refined[l][:n] - ref["distances"][l]).abs()
-        tol = _ulp_tol(position[l][:n, None, None], stride[l][:n, None, None], ref["offsets"][l], ref["distances"][l])
+        s = stride[l][:n, None, None]
+        tol = _ulp_tol(position[l][:n, None, None], s, ref["offsets"][l], ref["distances"][l])
+        # plus what the refinement inherits, point by point, from the differences its inputs were allowed above
+        # (the fused and unfused LayerNorms round differently, by more on some CPU models than on others)
+        tol = tol + (coarse[l][:n] - ref["coarse"][l]).abs() + (offsets[l][:n] - ref["offsets"][l]).abs() / s
         worst["refined"] = max(worst["refined"], diff.max().item())
         worst["refined_over_tol"] = max(worst["refined_over_tol"], (diff / tol).max().item())
         assert (diff <= tol).all(), f"level {l} refined distances: max difference {diff.max():.2e}"
