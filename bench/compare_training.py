@@ -38,8 +38,8 @@ theirs with their own test-time code on their last epoch's checkpoint (bench/the
 model, decoding and Soft-NMS). ``--no-score`` skips this.
 
 ``--record FILE`` adds every run to a JSON-lines record, one line a run: data set and split (from the config's
-annotation file, in bench/real_data.py's layout ``<data>/split<N>/annotations.json``), seed, system, seconds,
-steps, ratio, scores, threads, overrides, commit and date. ``bench/results/gtea-tcn-competitors.jsonl`` is the
+annotation file, in bench/real_data.py's layout ``<data>/split<N>/annotations.json``), seed, system, seconds, steps,
+ratio, scores, threads, overrides, commit, machine and date. ``bench/results/gtea-tcn-competitors.jsonl`` is the
 record of the README's GTEA comparison; ``bench/real_data.py --competitors`` tables it beside cltdr's variants.
 """
 
@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from compare_released import RIVALS  # noqa: E402
-from real_data import commit, data_and_split  # noqa: E402
+from real_data import commit, data_and_split, machine  # noqa: E402
 from released_code import build_nms  # noqa: E402
 
 
@@ -399,7 +399,13 @@ def main() -> None:
         args.json.write_text(json.dumps({"config": str(args.config), "set": args.set, "figures": figures}, indent=1))
     if args.record:
         data, split = data_and_split(cfg.dataset.annotation_file)
-        context = {"threads": args.threads, "set": args.set, "commit": commit(), "date": date.today().isoformat()}
+        context = {
+            "threads": args.threads,
+            "set": args.set,
+            "commit": commit(),
+            "machine": machine(),
+            "date": date.today().isoformat(),
+        }
         record(args.record, runs(figures, data, split, cfg.train.seed, context))
 
 

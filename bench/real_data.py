@@ -11,9 +11,9 @@ with its log and left out of the table, the others go on, and the exit status is
 and weights, the mean +- std over seeds of each split and the mean over splits of the per-seed mean.
 The dataset is read in place and never copied.
 
-``--record FILE`` keeps every finished run's scores beyond its run folder, one JSON line each: the data set's
-folder name, variant, split, seed, the config it trained with (the recipe with its overrides, less the paths), the
-scores, and the code's commit. A run the record already holds (same data, split, seed and config) is not trained
+``--record FILE`` keeps every finished run's scores beyond its run folder, one JSON line each: the data set's folder
+name, variant, split, seed, the config it trained with (the recipe with its overrides, less the paths), the scores,
+the code's commit and the machine. A run the record already holds (same data, split, seed and config) is not trained
 again, so runs of several sessions or machines add up to one table. The config is the one written, less the
 defaults, so a change of a default rewrites the record: its earlier runs get the old value written out (as
 ``model.gmg.filter: conv``). ``bench/results/gtea-tcn.jsonl`` is the record of the README's GTEA figures:
@@ -36,6 +36,7 @@ import fcntl
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -240,6 +241,7 @@ class Record:
                         "config": cfg,
                         "scores": scores,
                         "commit": commit(),
+                        "machine": machine(str(cfg["train"].get("device", "cpu"))),
                         "date": date.today().isoformat(),
                     }
                 )
@@ -259,6 +261,29 @@ def commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
+def machine(device: str = "cpu") -> str:
+    """Where a run on ``device`` trains: the CPU's (or GPU's) model, the cores and torch's version. One config and
+    seed give the same scores on one CPU model (CPU training is deterministic) but not on another one, nor on a
+    GPU: a run of another machine is another draw of the seed noise."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        names = (
+            [
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ]
+            if cpuinfo.is_file()
+            else []
+        )
+        name = names[0] if names else platform.processor() or platform.machine()
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def table(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:

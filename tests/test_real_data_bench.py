@@ -31,6 +31,8 @@ def test_record_finds_a_run_by_its_whole_config_and_survives_a_reload(rd, tmp_pa
     assert again.find("other-set", 1, 2024, default) is None
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["variant"] == "default"
+    # where it trained: a run of another CPU model (or a GPU) is another draw of the seed noise
+    assert json.loads(lines[0])["machine"] == rd.machine("cpu") and "cores, torch " in rd.machine("cpu")
     assert [f.name for f in tmp_path.iterdir()] == ["record.jsonl"]  # no temporary left beside it
 
 

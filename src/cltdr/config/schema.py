@@ -207,7 +207,7 @@ class GMGOptions(_Section):
         description="FFT filter W of eq. 2: 'spectral', the released code's SoftShrink(A2 ReLU(A1 X_f + b1) + b2) "
         "with A1, A2 one complex scalar per channel, started at N(0, 0.02); 'conv', the paper's "
         "Conv(ReLU(Conv(X_f))) along frequency. The released form is the default: ahead on real features, level "
-        "on the synthetic benchmark, faster (README, 'Which variant is the default').",
+        "on the synthetic benchmark, no slower (README, 'Which variant is the default').",
     )
 
     # The released code's forms (``cltdr.model.released`` lists them), each one switch away from the paper's:
