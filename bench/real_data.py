@@ -273,15 +273,8 @@ def machine(device: str = "cpu") -> str:
         name = torch.cuda.get_device_name(torch.device(device))
     else:
         cpuinfo = Path("/proc/cpuinfo")
-        names = (
-            [
-                line.split(":", 1)[1].strip()
-                for line in cpuinfo.read_text().splitlines()
-                if line.startswith("model name")
-            ]
-            if cpuinfo.is_file()
-            else []
-        )
+        text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+        names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
         name = names[0] if names else platform.processor() or platform.machine()
     return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
 
