@@ -36,7 +36,6 @@ import fcntl
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from typing import NoReturn
 
 import yaml
 
+from cltdr.utils.hardware import processor_name
 from cltdr.utils.io import atomic_write_json, atomic_write_text
 
 # The recipe of issue 17's measurements: configs/custom.yaml with the THUMOS14 model, lr 1e-4,
@@ -264,19 +264,12 @@ def commit() -> str | None:
 
 
 def machine(device: str = "cpu") -> str:
-    """Where a run on ``device`` trains: the CPU's (or GPU's) model, the cores and torch's version. One config and
-    seed give the same scores on one CPU model (CPU training is deterministic) but not on another one, nor on a
-    GPU: a run of another machine is another draw of the seed noise."""
+    """Where a run on ``device`` trains: the processor's model, the cores and torch's version. One config and seed
+    give the same scores on one CPU model (CPU training is deterministic) but not on another one, nor on a GPU: a
+    run of another machine is another draw of the seed noise."""
     import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        cpuinfo = Path("/proc/cpuinfo")
-        text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-        names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-        name = names[0] if names else platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
+    return f"{processor_name(device)}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def table(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:

@@ -15,6 +15,7 @@ from cltdr.errors import CltdrError, ConfigError
 from cltdr.model import build_detector, count_parameters
 from cltdr.runs import RunDir, load_checkpoint
 from cltdr.training.trainer import Trainer
+from cltdr.utils.hardware import processor_name
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
 
@@ -80,7 +81,7 @@ def test_ablate_writes_the_table_and_resumes_a_half_done_one(tiny_data, write_co
 
     table = (out / "table.md").read_text()
     assert table in capsys.readouterr().out  # the command prints it too
-    assert "cpu (" in table and "mAP@0.30" in table and "mAP@0.70" in table
+    assert f"on {processor_name()} (" in table and "mAP@0.30" in table and "mAP@0.70" in table
     cfg = variant_config(load_spec(spec), "no_gate")
     row = _row(table, "no_gate").split("|")
     assert "`model.gmg.gate=false`" in row[2]

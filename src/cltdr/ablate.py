@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cltdr.config import Config, load_config
 from cltdr.errors import CltdrError, ConfigError
 from cltdr.runs import RUN_KEYS_BEFORE, RunDir, flatten, unread_keys
+from cltdr.utils.hardware import device_name
 from cltdr.utils.io import atomic_write_json, atomic_write_text, read_json
 
 # Keys that may change between sessions of one table without making a finished variant stale.
@@ -119,13 +120,6 @@ def config_record(cfg: Config) -> dict[str, Any]:
     unread = unread_keys(cfg.model.model_dump())
     flat = flatten(cfg.model_dump(mode="json"))
     return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and not k.startswith(unread)}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    threads = torch.get_num_threads()
-    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
 
 
 @torch.no_grad()
