@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from compare_released import RIVALS  # noqa: E402
-from real_data import commit, data_and_split, machine  # noqa: E402
+from real_data import class_ap, commit, data_and_split, machine  # noqa: E402
 from released_code import build_nms  # noqa: E402
 
 
@@ -197,14 +197,15 @@ def predictions(name: str, run: Path, weights: str, checkout: Path | None, confi
 
 
 def scores(annotations: dict, files: dict[str, Path], subset: str, tious: list[float]) -> dict[str, dict]:
-    """weights -> {"average": average mAP, "mAP": {tIoU: mAP}} of each predictions file, by cltdr's evaluator."""
+    """weights -> {"average": average mAP, "mAP": {tIoU: mAP}, "class_ap": {class: AP averaged over the tIoUs}}
+    of each predictions file, by cltdr's evaluator."""
     from cltdr.evaluation import evaluate_map
     from cltdr.utils.io import read_json
 
     figures = {}
     for weights, path in files.items():
         metrics = evaluate_map(annotations, read_json(path, "prediction"), subset.lower(), tious).to_json()
-        figures[weights] = {"average": metrics["average_mAP"], "mAP": metrics["mAP"]}
+        figures[weights] = {"average": metrics["average_mAP"], "mAP": metrics["mAP"], "class_ap": class_ap(metrics)}
     return figures
 
 

@@ -32,6 +32,7 @@ prints the table of what the records hold and trains nothing.
 from __future__ import annotations
 
 import argparse
+import collections
 import fcntl
 import json
 import math
@@ -179,8 +180,43 @@ def run_one(cltdr: str, run: Path, config: Path, log: Path) -> dict:
             metrics = json.loads((dest / "metrics.json").read_text())
             scores[weights] = metrics["average_mAP"]
             scores[f"{weights}_mAP"] = metrics["mAP"]
+            scores[f"{weights}_class_ap"] = class_ap(metrics)
     atomic_write_json(result, scores, indent=1)
     return scores
+
+
+def class_ap(metrics: dict) -> dict[str, float]:
+    """Each class's AP averaged over the tIoU thresholds, from ``cltdr test``'s metrics.json."""
+    return {name: statistics.mean(by_tiou.values()) for name, by_tiou in metrics["per_class_ap"].items()}
+
+
+# Classes with fewer test actions than this are left out of the "frequent classes" figure: a class with one test
+# action has an AP of 0, 1/k or 1 (GTEA has two such classes a split, with 3 training actions each), so it moves
+# a run's mAP by up to 1/K alone, more than any variant does.
+FREQUENT = 5
+
+
+def frequent_classes(split_dir: Path, subset: str) -> list[str]:
+    """The classes with at least FREQUENT actions in ``subset`` of the split's annotations.json; none when the
+    file is absent (``--table-only`` needs only the record)."""
+    from cltdr.data.annotations import load_annotations
+    from cltdr.errors import DataError
+
+    path = split_dir / "annotations.json"
+    if not path.is_file():
+        return []
+    try:
+        annotations = load_annotations(path, subsets=[subset], default_fps=RECIPE["dataset"]["default_fps"])
+    except DataError as e:
+        fail(str(e))
+    counts = collections.Counter(int(label) for v in annotations.videos for label in v.labels)
+    return [name for i, name in enumerate(annotations.class_names) if counts[i] >= FREQUENT]
+
+
+def frequent_map(run: dict, weights: str, classes: list[str]) -> float | None:
+    """The mean AP of ``classes`` of a run's ``weights``, or None when the run recorded no per-class AP."""
+    aps = run.get(f"{weights}_class_ap")
+    return statistics.mean(aps.get(c, 0.0) for c in classes) if aps and classes else None
 
 
 def fail(message: str) -> NoReturn:
@@ -272,8 +308,11 @@ def machine(device: str = "cpu") -> str:
     return f"{processor_name(device)}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def table(results: dict, variants: list[str], splits: list[int], seeds: list[int]) -> str:
-    """Markdown: per variant and weights, each split's mean +- std over seeds and the mean over splits."""
+def table(
+    results: dict, variants: list[str], splits: list[int], seeds: list[int], frequent: dict[int, list[str]]
+) -> str:
+    """Markdown: per variant and weights, each split's mean +- std over seeds and the mean over splits; the same
+    two figures on each split's ``frequent`` classes, for the runs that recorded their classes' AP."""
 
     def fmt(values: list[float]) -> str:
         if not values:
@@ -281,15 +320,22 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
         mean = 100 * statistics.mean(values)
         return f"{mean:.1f}" + (f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
+    def mean_and_std(by_split: list[list[float]]) -> str:
+        """The mean over splits of the seeds' mean, and the mean over splits of the seeds' std."""
+        means = [statistics.mean(v) for v in by_split if v]
+        stds = [statistics.stdev(v) for v in by_split if len(v) > 1]
+        return " | ".join(f"{100 * statistics.mean(x):.1f}" if x else "-" for x in (means, stds))
+
     head = (
         "| variant | weights | "
         + " | ".join(f"split {s}" for s in splits)
-        + " | mean of splits | seed std (mean) | mAP at the lowest / highest tIoU (mean of runs) | train s |"
+        + " | mean of splits | seed std (mean) | mAP at the lowest / highest tIoU (mean of runs) | train s"
+        + f" | classes with {FREQUENT}+ test actions: mean | their seed std |"
     )
-    lines = [head, "|" + "---|" * (len(splits) + 6)]
+    lines = [head, "|" + "---|" * (len(splits) + 8)]
     for v in variants:
         for w in ("ema", "raw"):
-            cells, means, stds, times, ends = [], [], [], [], []
+            cells, by_split, by_split_frequent, times, ends = [], [], [], [], []
             for s in splits:
                 # a recorded run may lack some figures (raw weights, per-tIoU mAP, time): each cell takes those it has
                 runs = [results[(v, s, k)] for k in seeds if w in results.get((v, s, k), {})]
@@ -299,36 +345,51 @@ def table(results: dict, variants: list[str], splits: list[int], seeds: list[int
                 maps = [r[f"{w}_mAP"] for r in runs if f"{w}_mAP" in r]
                 ends += [(m[min(m, key=float)], m[max(m, key=float)]) for m in maps]
                 cells.append(fmt(vals))
-                if vals:
-                    means.append(statistics.mean(vals))
-                if len(vals) > 1:
-                    stds.append(statistics.stdev(vals))
-            mean = f"{100 * statistics.mean(means):.1f}" if means else "-"
-            std = f"{100 * statistics.mean(stds):.1f}" if stds else "-"
+                by_split.append(vals)
+                by_split_frequent.append([x for r in runs if (x := frequent_map(r, w, frequent[s])) is not None])
             t = f"{statistics.mean(times):.0f}" if times else "-"
             low_high = " / ".join(f"{100 * statistics.mean(e):.1f}" for e in zip(*ends)) if ends else "-"
-            lines.append(f"| {v} | {w} | " + " | ".join(cells) + f" | {mean} | {std} | {low_high} | {t} |")
+            lines.append(
+                f"| {v} | {w} | "
+                + " | ".join(cells)
+                + f" | {mean_and_std(by_split)} | {low_high} | {t} | {mean_and_std(by_split_frequent)} |"
+            )
     return "\n".join(lines)
 
 
 def paired(
-    results: dict, variants: list[str], splits: list[int], seeds: list[int], weights: dict[str, str] | None = None
+    results: dict,
+    variants: list[str],
+    splits: list[int],
+    seeds: list[int],
+    frequent: dict[int, list[str]],
+    weights: dict[str, str] | None = None,
 ) -> str:
     """Each variant against the first on the (split, seed) runs both have: the mean difference, its std and
-    t = mean / (std / sqrt(n)); |t| under about 2 is within the runs' noise. The first variant's EMA is compared
+    t = mean / (std / sqrt(n)); |t| under about 2 is within the runs' noise. The same on each split's
+    ``frequent`` classes, for the pairs that recorded their classes' AP. The first variant's EMA is compared
     with each variant's ``weights`` (EMA unless named there)."""
+
+    def summary(diffs: list[float]) -> str:
+        mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+        t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
+        return f"{len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
+
     lines = []
     base = variants[0]
     for v in variants[1:]:
         w = (weights or {}).get(v, "ema")
-        pairs = [(results.get((base, s, k), {}), results.get((v, s, k), {})) for s in splits for k in seeds]
-        diffs = [100 * (b[w] - a["ema"]) for a, b in pairs if "ema" in a and w in b]
+        pairs = [(s, results.get((base, s, k), {}), results.get((v, s, k), {})) for s in splits for k in seeds]
+        diffs = [100 * (b[w] - a["ema"]) for _, a, b in pairs if "ema" in a and w in b]
         if len(diffs) < 2:
             continue
-        mean, std = statistics.mean(diffs), statistics.stdev(diffs)
-        t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
         which = "EMA" if w == "ema" else f"{w} against EMA"
-        lines.append(f"{v} - {base} ({which}, {len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}")
+        line = f"{v} - {base} ({which}, {summary(diffs)}"
+        on_frequent = [(frequent_map(a, "ema", frequent[s]), frequent_map(b, w, frequent[s])) for s, a, b in pairs]
+        frequent_diffs = [100 * (y - x) for x, y in on_frequent if x is not None and y is not None]
+        if len(frequent_diffs) > 1:
+            line += f"; on the classes with {FREQUENT}+ test actions ({summary(frequent_diffs)}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -349,6 +410,8 @@ def competitor_runs(path: Path, data: str, splits: list[int], seeds: list[int]) 
             run = {"train_s": e["seconds"]}
             for w, figures in (e["scores"] or {}).items():  # None: a run timed only (--no-score)
                 run[w], run[f"{w}_mAP"] = figures["average"], figures["mAP"]
+                if "class_ap" in figures:  # recorded since the frequent-classes figure
+                    run[f"{w}_class_ap"] = figures["class_ap"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             fail(f"{path}:{n}: not a run of bench/compare_training.py ({type(err).__name__}: {err})")
         results[(f"{e['system']}_code", e["split"], e["seed"])] = run
@@ -433,8 +496,11 @@ def main() -> int:
         theirs = competitor_runs(args.competitors, data, args.splits, args.seeds)
         results.update(theirs)
         rows += sorted({v for v, _, _ in theirs})
-    text = table(results, rows, args.splits, args.seeds)
-    text += "\n\n" + paired(results, rows, args.splits, args.seeds, {v: "raw" for v in rows[len(args.variants) :]})
+    subset = RECIPE["dataset"]["test_subset"]
+    frequent = {s: frequent_classes(args.data / f"split{s}", subset) for s in args.splits}
+    text = table(results, rows, args.splits, args.seeds, frequent)
+    theirs_raw = {v: "raw" for v in rows[len(args.variants) :]}
+    text += "\n\n" + paired(results, rows, args.splits, args.seeds, frequent, theirs_raw)
     (args.out / "table.md").write_text(text + "\n")
     print(text)
     if failed:

@@ -68,16 +68,16 @@ def test_table_and_paired_difference_from_partial_records(rd):
         ("b", 1, 2): {"ema": 0.44},
         ("b", 2, 1): {"ema": 0.59},
     }
-    text = rd.table(results, ["a", "b"], [1, 2], [1, 2])
+    text = rd.table(results, ["a", "b"], [1, 2], [1, 2], {1: [], 2: []})
     row_a = next(line for line in text.splitlines() if line.startswith("| a | ema"))
-    assert "| 45.0 ± 7.1 | 60.0 | 52.5 | 7.1 | 60.0 / 40.0 | 100 |" in row_a
+    assert "| 45.0 ± 7.1 | 60.0 | 52.5 | 7.1 | 60.0 / 40.0 | 100 | - | - |" in row_a
     row_a_raw = next(line for line in text.splitlines() if line.startswith("| a | raw"))
     assert "| 52.0 | - | 52.0 |" in row_a_raw
 
     diffs = [2.0, 4.0, -1.0]
     mean, std = statistics.mean(diffs), statistics.stdev(diffs)
     t = mean / (std / math.sqrt(3))
-    assert rd.paired(results, ["a", "b"], [1, 2], [1, 2]) == (
+    assert rd.paired(results, ["a", "b"], [1, 2], [1, 2], {1: [], 2: []}) == (
         f"b - a (EMA, 3 paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
     )
 
@@ -110,7 +110,10 @@ def test_competitors_join_the_table_and_are_paired_by_their_raw_weights(rd, tmp_
         "raw_mAP": {"0.30": pytest.approx(0.6), "0.70": pytest.approx(0.4)},
     }
     ours = {("default", 1, 1): {"ema": 0.53}, ("default", 2, 1): {"ema": 0.57}}
-    text = rd.paired({**ours, **theirs}, ["default", "released_code"], [1, 2], [1], {"released_code": "raw"})
+    no_classes = {1: [], 2: []}
+    text = rd.paired(
+        {**ours, **theirs}, ["default", "released_code"], [1, 2], [1], no_classes, {"released_code": "raw"}
+    )
     diffs = [-3.0, 1.0]  # their raw 50 and 58 against our EMA 53 and 57
     mean, std = statistics.mean(diffs), statistics.stdev(diffs)
     t = mean / (std / math.sqrt(2))
@@ -162,7 +165,8 @@ def test_a_resumed_run_keeps_its_scores_but_claims_no_training_time(rd, tmp_path
     cltdr.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = test ]; then while [ "$1" != --out ]; do shift; done; mkdir -p "$2"\n'
-        '  echo \'{"average_mAP": 0.5, "mAP": {"0.50": 0.5}}\' > "$2/metrics.json"; fi\n'
+        '  echo \'{"average_mAP": 0.5, "mAP": {"0.50": 0.5}, "per_class_ap": {"a": {"0.50": 0.5}}}\' '
+        '> "$2/metrics.json"; fi\n'
     )
     cltdr.chmod(0o755)
     fresh, resumed = tmp_path / "fresh", tmp_path / "resumed"
@@ -172,7 +176,8 @@ def test_a_resumed_run_keeps_its_scores_but_claims_no_training_time(rd, tmp_path
     log = tmp_path / "log"
     assert rd.run_one(str(cltdr), fresh, tmp_path / "c.yaml", log)["train_s"] >= 0
     scores = rd.run_one(str(cltdr), resumed, tmp_path / "c.yaml", log)
-    assert scores == {"ema": 0.5, "ema_mAP": {"0.50": 0.5}, "raw": 0.5, "raw_mAP": {"0.50": 0.5}}
+    figures = {"mAP": {"0.50": 0.5}, "class_ap": {"a": 0.5}}
+    assert scores == {"ema": 0.5, "raw": 0.5, **{f"{w}_{k}": v for w in ("ema", "raw") for k, v in figures.items()}}
     assert json.loads((resumed / rd.RESULT).read_text()) == scores
 
 
@@ -193,3 +198,48 @@ def test_a_failed_run_is_named_and_the_sweep_goes_on(rd, tmp_path, monkeypatch, 
     assert f"exited with status 1, see {log}" in err
     (entry,) = [json.loads(line) for line in record.read_text().splitlines()]  # the other seed's run, recorded
     assert entry["seed"] == 2
+
+
+def test_frequent_classes_are_counted_in_the_test_subset_and_lower_the_noise_of_rare_ones(rd, tmp_path):
+    # class "often": 5 test actions; "rarely": 1 test action (and 6 training ones, which do not count)
+    database = {
+        "t1": {
+            "subset": "test",
+            "duration": 100.0,
+            "annotations": [{"segment": [i, i + 1], "label": "often"} for i in range(5)]
+            + [{"segment": [50, 60], "label": "rarely"}],
+        },
+        "v1": {
+            "subset": "train",
+            "duration": 100.0,
+            "annotations": [{"segment": [i, i + 1], "label": "rarely"} for i in range(6)],
+        },
+    }
+    (tmp_path / "annotations.json").write_text(json.dumps({"database": database}))
+    assert rd.frequent_classes(tmp_path, "test") == ["often"]
+    assert rd.frequent_classes(tmp_path, "train") == ["rarely"]
+
+    metrics = {"per_class_ap": {"often": {"0.3": 0.8, "0.7": 0.4}, "rarely": {"0.3": 1.0, "0.7": 0.0}}}
+    assert rd.class_ap(metrics) == {"often": pytest.approx(0.6), "rarely": pytest.approx(0.5)}
+
+    # b - a: +10 and -30 points on the whole mAP, +2 and 0 on the frequent class
+    results = {
+        ("a", 1, 1): {"ema": 0.50, "ema_class_ap": {"often": 0.60, "rarely": 0.40}},
+        ("a", 1, 2): {"ema": 0.60, "ema_class_ap": {"often": 0.50, "rarely": 0.70}},
+        ("b", 1, 1): {"ema": 0.60, "ema_class_ap": {"often": 0.62, "rarely": 0.58}},
+        ("b", 1, 2): {"ema": 0.30, "ema_class_ap": {"often": 0.50, "rarely": 0.10}},
+        ("a", 2, 1): {"ema": 0.55},  # recorded before per-class AP: in the whole-mAP figures only
+        ("b", 2, 1): {"ema": 0.45},
+    }
+    frequent = {1: ["often"], 2: ["often"]}
+    line = rd.paired(results, ["a", "b"], [1, 2], [1, 2], frequent)
+    assert line.startswith("b - a (EMA, 3 paired runs): -10.0 ± 20.0 points, t = -0.9;")
+    assert line.endswith("; on the classes with 5+ test actions (2 paired runs): +1.0 ± 1.4 points, t = 1.0")
+    row_b = next(
+        r for r in rd.table(results, ["a", "b"], [1, 2], [1], frequent).splitlines() if r.startswith("| b | ema")
+    )
+    assert row_b.endswith("| 62.0 | - |")  # split 1's only seed here, no seed std
+    row_a = next(
+        r for r in rd.table(results, ["a", "b"], [1, 2], [1, 2], frequent).splitlines() if r.startswith("| a | ema")
+    )
+    assert row_a.endswith("| 55.0 | 7.1 |")
