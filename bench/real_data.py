@@ -104,6 +104,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "filter_conv": {"model.gmg.filter": "conv"},  # eq. 2's filter as the paper writes it, the default up to 0.3.0
     "full_refine": {"model.cltdr.refine_depthwise": False, "model.gmg.filter": "conv"},  # the defaults of 0.3.0
     "no_gate": {"model.gmg.gate": False},  # eq. 4 without its gates, the paper's Table 7 ablation
+    # single switches of the released decoder on the defaults
+    "offset_k7": {"model.cltdr.offset_kernel": 7},
+    "detach_bound": {"model.cltdr.detach_boundary": True},
+    "center_scale": {"model.cltdr.center_scale": True},
+    "boundary_level": {"model.cltdr.boundary_input": "level"},
     "released": {"model.variant": "released", "model.ffn_dim": 768, **RELEASED_FORMS["loss"]},
     "released_divisor": {"model.variant": "released", "model.ffn_dim": 768, "model.released.padding": "divisor"},
     "trident": {"model.decoder": "trident"},
