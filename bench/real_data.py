@@ -376,6 +376,7 @@ def paired(
     with each variant's ``weights`` (EMA unless named there)."""
 
     def summary(diffs: list[float]) -> str:
+        """'N paired runs): mean ± std points, t = ...', the tail of a parenthesis the caller opens."""
         mean, std = statistics.mean(diffs), statistics.stdev(diffs)
         t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
         return f"{len(diffs)} paired runs): {mean:+.1f} ± {std:.1f} points, t = {t:.1f}"
