@@ -221,7 +221,7 @@ def frequent_classes(split_dir: Path, subset: str) -> list[str]:
 def frequent_map(run: dict, weights: str, classes: list[str]) -> float | None:
     """The mean AP of ``classes`` of a run's ``weights``, or None when the run recorded no per-class AP."""
     aps = run.get(f"{weights}_class_ap")
-    return statistics.mean(aps.get(c, 0.0) for c in classes) if aps and classes else None
+    return statistics.mean(aps[c] for c in classes) if aps and classes else None
 
 
 def fail(message: str) -> NoReturn:
@@ -504,6 +504,15 @@ def main() -> int:
         rows += sorted({v for v, _, _ in theirs})
     subset = RECIPE["dataset"]["test_subset"]
     frequent = {s: frequent_classes(args.data / f"split{s}", subset) for s in args.splits}
+    for (v, s, k), r in results.items():
+        # the evaluator lists every class with test actions: one missing means other annotations scored the run
+        for w in ("ema", "raw"):
+            missing = sorted(set(frequent[s]) - set(r.get(f"{w}_class_ap", frequent[s])))
+            if missing:
+                fail(
+                    f"run ({v!r}, split {s}, seed {k}): its {w} per-class AP lacks {missing}, classes with test "
+                    f"actions in {args.data / f'split{s}' / 'annotations.json'}"
+                )
     text = table(results, rows, args.splits, args.seeds, frequent)
     theirs_raw = {v: "raw" for v in rows[len(args.variants) :]}
     text += "\n\n" + paired(results, rows, args.splits, args.seeds, frequent, theirs_raw)

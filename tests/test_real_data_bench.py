@@ -243,3 +243,20 @@ def test_frequent_classes_are_counted_in_the_test_subset_and_lower_the_noise_of_
         r for r in rd.table(results, ["a", "b"], [1, 2], [1, 2], frequent).splitlines() if r.startswith("| a | ema")
     )
     assert row_a.endswith("| 55.0 | 7.1 |")
+
+
+def test_a_run_scored_without_a_frequent_class_is_named_not_counted_as_zero(rd, tmp_path, monkeypatch, capsys):
+    split = tmp_path / "gtea-tcn" / "split1"
+    split.mkdir(parents=True)
+    actions = [{"segment": [i, i + 1], "label": "often"} for i in range(5)]
+    video = {"subset": "test", "duration": 100.0, "fps": 1.0, "annotations": actions}
+    (split / "annotations.json").write_text(json.dumps({"database": {"t1": video}}))
+    record = tmp_path / "record.jsonl"
+    scores = {"ema": 0.5, "ema_class_ap": {"other": 0.5}}  # scored on other annotations
+    rd.Record(record).add("gtea-tcn", "default", 1, 7, rd.settings({}), scores)
+    argv = ["real_data.py", "--data", str(tmp_path / "gtea-tcn"), "--out", str(tmp_path / "runs")]
+    monkeypatch.setattr("sys.argv", [*argv, "--record", str(record), "--splits", "1", "--seeds", "7", "--table-only"])
+    with pytest.raises(SystemExit) as exit_:
+        rd.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "run ('default', split 1, seed 7): its ema per-class AP lacks ['often']" in err
