@@ -47,6 +47,7 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+import torch
 import yaml
 
 from cltdr.utils.hardware import processor_name
@@ -308,8 +309,6 @@ def machine(device: str = "cpu") -> str:
     """Where a run on ``device`` trains: the processor's model, the cores and torch's version. One config and seed
     give the same scores on one CPU model (CPU training is deterministic) but not on another one, nor on a GPU: a
     run of another machine is another draw of the seed noise."""
-    import torch
-
     return f"{processor_name(device)}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
