@@ -506,7 +506,10 @@ def main() -> int:
     for (v, s, k), r in results.items():
         # the evaluator lists every class with test actions: one missing means other annotations scored the run
         for w in ("ema", "raw"):
-            missing = sorted(set(frequent[s]) - set(r.get(f"{w}_class_ap", frequent[s])))
+            aps = r.get(f"{w}_class_ap")
+            if aps is None:  # recorded before runs kept their classes' AP
+                continue
+            missing = sorted(set(frequent[s]) - set(aps))
             if missing:
                 fail(
                     f"run ({v!r}, split {s}, seed {k}): its {w} per-class AP lacks {missing}, classes with test "
