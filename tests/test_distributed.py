@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from cltdr.data import synth
 from cltdr.data.sampler import GlobalBatchSampler, share_bounds
 from cltdr.model import build_detector
 from cltdr.runs import load_checkpoint
+from cltdr.utils import distributed
 from conftest import config_dict
 
 CHILD = Path(__file__).with_name("ddp_child.py")
@@ -170,6 +172,21 @@ def test_resume_refuses_another_number_of_processes(ddp_runs, capsys):
     config, two, _ = ddp_runs
     assert cli.main(["train", str(config), "--out", str(two), "--resume", "--quiet"]) == 2
     assert "was trained by 2 process(es) (global batch 2 x 2), this run has 1" in capsys.readouterr().err
+
+
+def test_stop_frees_a_group_that_a_model_in_a_reference_cycle_still_holds():
+    """A DistributedDataParallel model kept alive by a reference cycle (as the trainer's is when its command
+    returns) is collected by stop(), so that the group is freed there and not during interpreter shutdown."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        holder: dict = {"net": torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))}
+        holder["self"] = holder
+        net = weakref.ref(holder["net"])
+        del holder
+        assert net() is not None  # only the cycle holds it
+    finally:
+        distributed.stop()
+    assert net() is None and not torch.distributed.is_initialized()
 
 
 # ----------------------------------------------------------------------------------------- mixed precision
