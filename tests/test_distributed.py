@@ -9,6 +9,7 @@ equals the one-process evaluation exactly. bf16 training learns the synthetic be
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from cltdr.data import synth
 from cltdr.data.sampler import GlobalBatchSampler, share_bounds
 from cltdr.model import build_detector
 from cltdr.runs import load_checkpoint
+from cltdr.training.trainer import Trainer
 from cltdr.utils import distributed
 from conftest import config_dict
 
@@ -172,6 +174,25 @@ def test_resume_refuses_another_number_of_processes(ddp_runs, capsys):
     config, two, _ = ddp_runs
     assert cli.main(["train", str(config), "--out", str(two), "--resume", "--quiet"]) == 2
     assert "was trained by 2 process(es) (global batch 2 x 2), this run has 1" in capsys.readouterr().err
+
+
+def test_a_trained_trainer_is_freed_without_waiting_for_the_garbage_collector(tiny_data, write_config, tmp_path):
+    """No reference cycle keeps a trainer (its model, and in a distributed run the process group its
+    DistributedDataParallel model holds) alive after fit() returns: the learning-rate schedule used to close over
+    the trainer itself."""
+    cfg = config_from_dict(yaml.safe_load(write_config(tiny_data).read_text()), "tiny")
+    # A process's first optimiser imports torch._dynamo, and that import leaves a cycle through the frames that
+    # called it (torch's, collected by the next garbage collection): import it before the count stops.
+    torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())
+    gc.disable()
+    try:
+        trainer = Trainer(cfg, tmp_path / "run", progress=False)
+        trainer.fit()
+        freed = weakref.ref(trainer)
+        del trainer
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 def test_stop_frees_a_group_that_a_model_in_a_reference_cycle_still_holds():

@@ -192,13 +192,11 @@ class Trainer:
         self.global_batch = t.batch_size * self.proc.world_size
         self.iters_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
         self.total_epochs = t.warmup_epochs + t.epochs
+        # The schedule closes over these numbers, not over self: a reference cycle would keep the trainer (and a
+        # distributed run's process group) alive after fit() until the next garbage collection.
+        warmup, total = t.warmup_epochs * self.iters_per_epoch, self.total_epochs * self.iters_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: warmup_cosine(
-                step,
-                warmup_steps=t.warmup_epochs * self.iters_per_epoch,
-                total_steps=self.total_epochs * self.iters_per_epoch,
-            ),
+            self.optimizer, lambda step: warmup_cosine(step, warmup_steps=warmup, total_steps=total)
         )
         self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmup) if t.ema_decay else None
         self.epoch = 0

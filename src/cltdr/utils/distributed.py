@@ -79,10 +79,11 @@ def start(device: torch.device) -> tuple[Process, torch.device]:
 def stop() -> None:
     """Leave the process group (at the end of a command; nothing when none was joined).
 
-    A DistributedDataParallel model lives in reference cycles after its command returns, and its reducer holds the
-    group: collected only later, during interpreter shutdown, it would tear the group's C++ threads down there,
-    which can abort the process after a finished run ("terminate called without an active exception", seen once
-    at the end of a 2-process test run). Collecting first lets destroy_process_group free the group itself."""
+    A DistributedDataParallel model's reducer holds the group. Left in a reference cycle (the trainer was in one
+    until its schedule stopped closing over it), it is collected only during interpreter shutdown, tearing the
+    group's C++ threads down there, which can abort a finished run ("terminate called without an active
+    exception", seen once at the end of a 2-process test run). Collecting first lets destroy_process_group free
+    the group itself, whatever cycle is left."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
