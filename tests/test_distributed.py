@@ -196,9 +196,10 @@ def test_a_trained_trainer_is_freed_without_waiting_for_the_garbage_collector(ti
 
 
 def test_stop_frees_a_group_that_a_model_in_a_reference_cycle_still_holds():
-    """A DistributedDataParallel model kept alive by a reference cycle (as the trainer's is when its command
-    returns) is collected by stop(), so that the group is freed there and not during interpreter shutdown."""
+    """A DistributedDataParallel model kept alive only by a reference cycle is collected by stop(), so that the
+    group is freed there and not during interpreter shutdown."""
     torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    gc.disable()  # no automatic collection before stop()'s
     try:
         holder: dict = {"net": torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))}
         holder["self"] = holder
@@ -207,6 +208,7 @@ def test_stop_frees_a_group_that_a_model_in_a_reference_cycle_still_holds():
         assert net() is not None  # only the cycle holds it
     finally:
         distributed.stop()
+        gc.enable()
     assert net() is None and not torch.distributed.is_initialized()
 
 
