@@ -184,6 +184,13 @@ def last_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
+def prune_checkpoints(folder: Path) -> None:
+    """Delete every epoch checkpoint in ``folder`` but the last, the one scored: their train.py keeps one of every
+    epoch (5-6 GB a 25-epoch GTEA run of the released code), and a few sessions' runs filled the disk."""
+    for path in sorted(folder.glob("epoch_*.pth.tar"))[:-1]:
+        path.unlink()
+
+
 def predictions(name: str, run: Path, weights: str, checkout: Path | None, config: Path | None, env: dict) -> Path:
     """The predictions file of ``name``'s run with its ``weights`` ('ema' or 'raw') on the test subset."""
     out = run / f"scored-{weights}"
@@ -372,8 +379,10 @@ def main() -> None:
             cmd, cwd, run_env = commands[name](k)
             seconds[name].append(timed(cmd, cwd, run_env, out / f"{name}-{k}.log"))
             line = f"  {name:9s} run {k + 1}: {seconds[name][-1]:7.0f} s"
+            run, checkout = out / run_dir[name].format(k=k), rivals.get(name)
+            if name != "cltdr":
+                prune_checkpoints(run)
             if not args.no_score:
-                run, checkout = out / run_dir[name].format(k=k), rivals.get(name)
                 files = {w: predictions(name, run, w, checkout, out / f"{name}.yaml", run_env) for w in weights[name]}
                 scored[name].append(scores(annotations, files, cfg.dataset.test_subset, cfg.test.tiou_thresholds))
                 line += ", avg mAP " + " / ".join(f"{w} {100 * f['average']:.2f}" for w, f in scored[name][-1].items())

@@ -277,6 +277,14 @@ def test_the_last_epoch_s_checkpoint_is_scored(ct, tmp_path, capsys):
     assert exit_.value.code == 2 and "holds no epoch_*.pth.tar" in capsys.readouterr().out
 
 
+def test_only_the_last_epoch_s_checkpoint_is_kept(ct, tmp_path):
+    names = ("epoch_002.pth.tar", "epoch_009.pth.tar", "epoch_010.pth.tar", "bestmodel.pth.tar", "log.txt")
+    for name in names:
+        (tmp_path / name).touch()
+    ct.prune_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bestmodel.pth.tar", "epoch_010.pth.tar", "log.txt"]
+
+
 def test_a_cltdr_run_scores_on_their_annotations_as_cltdr_test_scores_it(ct, trained_run, tmp_path):
     run = tmp_path / "cltdr-0"
     shutil.copytree(trained_run, run)
