@@ -175,9 +175,15 @@ def epoch_seconds(log: Path) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------ scoring
+def epoch_checkpoints(folder: Path) -> list[Path]:
+    """The epoch checkpoints their train.py wrote into ``folder``, first epoch first (epoch_NNN.pth.tar,
+    zero-padded)."""
+    return sorted(folder.glob("epoch_*.pth.tar"))
+
+
 def last_checkpoint(folder: Path) -> Path:
-    """The last epoch's checkpoint their train.py wrote into ``folder`` (epoch_NNN.pth.tar, zero-padded)."""
-    found = sorted(folder.glob("epoch_*.pth.tar"))
+    """The last epoch's checkpoint in ``folder``."""
+    found = epoch_checkpoints(folder)
     if not found:
         print(f"compare_training: {folder} holds no epoch_*.pth.tar: their train.py saved no checkpoint")
         sys.exit(2)
@@ -187,7 +193,7 @@ def last_checkpoint(folder: Path) -> Path:
 def prune_checkpoints(folder: Path) -> None:
     """Delete every epoch checkpoint in ``folder`` but the last, the one scored: their train.py keeps one of every
     epoch (5-6 GB a 25-epoch GTEA run of the released code), and a few sessions' runs filled the disk."""
-    for path in sorted(folder.glob("epoch_*.pth.tar"))[:-1]:
+    for path in epoch_checkpoints(folder)[:-1]:
         path.unlink()
 
 
