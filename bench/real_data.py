@@ -1,4 +1,4 @@
-"""Recipes and variants on real clip features, over splits and seeds: the GTEA measurements of the README.
+"""Recipes and variants on real clip features, over splits and seeds: the GTEA measurements (README, docs/gtea.md).
 
     python bench/real_data.py --data ../shared/data/gtea-tcn --out gtea-runs --jobs 2 \
         --variants default released trident actionformer --splits 1 2 3 4 --seeds 2024 2025 2026
@@ -16,7 +16,7 @@ name, variant, split, seed, the config it trained with (the recipe with its over
 the code's commit and the machine. A run the record already holds (same data, split, seed and config) is not trained
 again, so runs of several sessions or machines add up to one table. The config is the one written, less the
 defaults, so a change of a default rewrites the record: its earlier runs get the old value written out (as
-``model.gmg.filter: conv``). ``bench/results/gtea-tcn.jsonl`` is the record of the README's GTEA figures:
+``model.gmg.filter: conv``). ``bench/results/gtea-tcn.jsonl`` is the record of the GTEA figures (README, docs/gtea.md):
 
     python bench/real_data.py --data ../shared/data/gtea-tcn --out gtea-runs --record bench/results/gtea-tcn.jsonl \
         --variants default released_divisor --splits 1 2 3 4 --seeds 2024 2025 2026
